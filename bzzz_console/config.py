@@ -1,0 +1,190 @@
+"""One typed settings tree: a TOML file plus ``BZZZ_*`` environment variables, a docstring per field.
+
+Precedence (later wins): defaults < TOML file < environment < command-line options. Environment variables
+name a key by its path, ``BZZZ_<SECTION>__<KEY>`` (e.g. ``BZZZ_RUNTIME__MAX_TURNS=30``); ``BZZZ_DB_URL`` is a
+short alias of ``BZZZ_STORE__URL``. A bad file or value raises :class:`ConfigError` naming the key, where the
+value came from and what was expected.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tomllib
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+ENV_PREFIX = "BZZZ_"
+ENV_ALIASES = {"BZZZ_DB_URL": ("store", "url"), "BZZZ_CONFIG": None}
+
+
+class ConfigError(ValueError):
+    """A settings problem the operator can fix: the message names key, source and expectation."""
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, use_attribute_docstrings=True)
+
+
+class ModelSettings(_Section):
+    provider: Literal["auto", "openai", "demo"] = "auto"
+    """Where agents' chat completions go: ``openai`` (any OpenAI-compatible server), ``demo`` (the scripted
+    local model) or ``auto`` (OpenAI when an API key is found, the demo model otherwise)."""
+    base_url: str | None = None
+    """Base URL of an OpenAI-compatible server, e.g. ``http://127.0.0.1:11434/v1`` for Ollama; unset = OpenAI."""
+    api_key_env: str = "OPENAI_API_KEY"
+    """Environment variable that holds the API key."""
+    timeout_s: float = Field(60.0, gt=0)
+    """Seconds before one model call times out (it is then retried)."""
+    max_attempts: int = Field(4, ge=1, le=20)
+    """Attempts per model call, counting the first, on 429/5xx/timeouts."""
+    max_output_tokens: int = Field(800, ge=16)
+    """Upper bound on tokens a single completion may produce."""
+
+
+class DemoSettings(_Section):
+    seed: int = 7
+    """Seed of the scripted demo model: the same seed plays the same conversation."""
+    latency_ms: float = Field(40.0, ge=0)
+    """Simulated model think time per call, so the demo unfolds at a watchable pace."""
+
+
+class RuntimeSettings(_Section):
+    project: str = Field("default", pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+    """Project that new tasks belong to unless they name one; memory never crosses projects."""
+    fleet: dict[str, int] = Field(default_factory=lambda: {"architect": 2, "reviewer": 2, "documentation": 1})
+    """How many agents of each role (a spec file in the agents folder) to run on this node."""
+    agents_dir: Path | None = None
+    """Folder of agent role specs; unset = the ``agents/`` folder shipped with the package."""
+    max_turns: int = Field(24, ge=2)
+    """Agent turns after which a thread without consensus stops as ``stalled``."""
+    max_tool_rounds: int = Field(4, ge=1)
+    """Model calls one turn may spend on tool calls before it must post."""
+    max_agents_per_role: int = Field(2, ge=1)
+    """Agents invited per required role of a task (the seed's collaborative review uses two)."""
+    poll_interval_s: float = Field(0.5, gt=0, le=10)
+    """How often the runtime looks for tasks and decisions written by other processes."""
+    episodes_in_prompt: int = Field(3, ge=0)
+    """How many relevant past episodes of the same project go into an agent's prompt."""
+
+
+class StoreSettings(_Section):
+    url: str | None = None
+    """SQLAlchemy URL; unset = SQLite (WAL) ``bzzz.db`` in the user data dir.
+    PostgreSQL: ``postgresql+psycopg://user:pass@host/db``."""
+
+
+class Settings(_Section):
+    """The whole tree; ``Settings()`` is the embedded defaults."""
+
+    model: ModelSettings = ModelSettings()
+    demo: DemoSettings = DemoSettings()
+    runtime: RuntimeSettings = RuntimeSettings()
+    store: StoreSettings = StoreSettings()
+    data_dir: Path | None = None
+    """Where the database, node key and logs live; unset = the platform's user data dir."""
+
+    def resolved_data_dir(self) -> Path:
+        if self.data_dir is not None:
+            return self.data_dir.expanduser()
+        from platformdirs import user_data_path
+
+        return user_data_path("bzzz-console", appauthor=False)
+
+    def database_url(self) -> str:
+        if self.store.url:
+            return self.store.url
+        return f"sqlite:///{self.resolved_data_dir() / 'bzzz.db'}"
+
+    def with_overrides(self, **dotted: Any) -> Settings:
+        """A copy with ``section.key`` values replaced (None values are ignored), validated again."""
+        data = self.model_dump()
+        for key, value in dotted.items():
+            if value is None:
+                continue
+            _assign(data, key.split("__"), value)
+        return _validate(data, {}, "command line")
+
+
+def default_config_path() -> Path:
+    from platformdirs import user_config_path
+
+    return user_config_path("bzzz-console", appauthor=False) / "config.toml"
+
+
+def load_settings(path: Path | None = None, environ: Mapping[str, str] | None = None) -> Settings:
+    """Read the TOML file (``path``, else ``$BZZZ_CONFIG``, else the default path if it exists) and the env."""
+    env = os.environ if environ is None else environ
+    explicit = path or (Path(env["BZZZ_CONFIG"]) if env.get("BZZZ_CONFIG") else None)
+    file = explicit or default_config_path()
+    data: dict[str, Any] = {}
+    sources: dict[tuple[str, ...], str] = {}
+    if explicit is not None and not file.is_file():
+        raise ConfigError(f"config file {file} does not exist")
+    if file.is_file():
+        try:
+            data = tomllib.loads(file.read_text(encoding="utf-8"))
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"config file {file} is not valid TOML: {exc}") from None
+        except (OSError, UnicodeDecodeError) as exc:
+            raise ConfigError(f"config file {file} cannot be read: {exc}") from None
+        _mark(data, (), f"config file {file}", sources)
+    for name, raw in env.items():
+        if not name.startswith(ENV_PREFIX) or name == "BZZZ_CONFIG" or name.startswith("BZZZ_TEST_"):
+            continue
+        key = ENV_ALIASES.get(name) or tuple(part.lower() for part in name[len(ENV_PREFIX) :].split("__"))
+        _assign(data, list(key), _env_value(raw))
+        sources[key] = f"environment variable {name}"
+    return _validate(data, sources, f"config file {file}")
+
+
+def _env_value(raw: str) -> Any:
+    """Env values are text; JSON arrays and tables are allowed for list/dict keys."""
+    stripped = raw.strip()
+    if stripped[:1] in "[{":
+        try:
+            return json.loads(stripped)
+        except json.JSONDecodeError:
+            return raw
+    return raw
+
+
+def _assign(data: dict[str, Any], key: list[str], value: Any) -> None:
+    node = data
+    for part in key[:-1]:
+        child = node.setdefault(part, {})
+        if not isinstance(child, dict):
+            child = node[part] = {}
+        node = child
+    node[key[-1]] = value
+
+
+def _mark(
+    data: Mapping[str, Any], prefix: tuple[str, ...], source: str, out: dict[tuple[str, ...], str]
+) -> None:
+    for key, value in data.items():
+        out[(*prefix, key)] = source
+        if isinstance(value, Mapping):
+            _mark(value, (*prefix, key), source, out)
+
+
+def _validate(data: dict[str, Any], sources: dict[tuple[str, ...], str], default_source: str) -> Settings:
+    try:
+        return Settings.model_validate(data)
+    except ValidationError as exc:
+        problems = []
+        for err in exc.errors():
+            loc = tuple(str(p) for p in err["loc"])
+            source = next(
+                (sources[loc[:i]] for i in range(len(loc), 0, -1) if loc[:i] in sources), default_source
+            )
+            got = "" if err["type"] in ("missing", "extra_forbidden") else f", got {err.get('input')!r}"
+            if err["type"] == "extra_forbidden":
+                problem = "unknown key (check the spelling against `bzzz-console config show`)"
+            else:
+                problem = err["msg"][:1].lower() + err["msg"][1:]
+            problems.append(f"key '{'.'.join(loc)}' in {source}: {problem}{got}")
+        raise ConfigError("invalid settings:\n  " + "\n  ".join(problems)) from None

@@ -1,0 +1,282 @@
+"""The LLM backend: one Chat Completions call with our own retry policy, mapped to provider-neutral types.
+
+``openai`` is imported lazily (when the first client is built): it costs about 0.3 s of start-up time.
+The SDK's own retries are switched off (``max_retries=0``) so back-off, Retry-After and reporting are ours.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import email.utils
+import json
+import random
+import time
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Protocol, cast
+
+from bzzz_console.domain.llm import ChatMessage, ChatResult, RetryInfo, ToolCall, ToolSpec, Usage
+
+if TYPE_CHECKING:
+    from openai import AsyncOpenAI
+    from openai.types.chat import ChatCompletion
+
+__all__ = ["LLMBackend", "LLMError", "OpenAIBackend", "RetryPolicy", "parse_retry_after"]
+
+RETRYABLE_STATUS = frozenset({408, 409, 429})
+
+
+class LLMError(Exception):
+    """A model call that failed for good (after retries, or at once for a non-retryable error)."""
+
+    def __init__(
+        self, message: str, *, status: int | None = None, attempts: int = 1, retryable: bool = False
+    ):
+        super().__init__(message)
+        self.status = status
+        self.attempts = attempts
+        self.retryable = retryable
+
+
+class LLMBackend(Protocol):
+    async def complete(
+        self,
+        *,
+        model: str,
+        messages: Sequence[ChatMessage],
+        tools: Sequence[ToolSpec] = (),
+        max_tokens: int | None = None,
+        on_retry: Callable[[RetryInfo], None] | None = None,
+    ) -> ChatResult: ...
+
+    async def aclose(self) -> None: ...
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    max_attempts: int = 4
+    base_delay_s: float = 0.5
+    max_delay_s: float = 20.0
+    timeout_s: float = 60.0
+    rng: random.Random = field(default_factory=random.Random, repr=False, compare=False)
+
+    def delay(self, attempt: int, retry_after: float | None) -> float:
+        """Back-off after failed attempt ``attempt`` (1-based): Retry-After wins, else full jitter."""
+        if retry_after is not None and retry_after >= 0:
+            return min(retry_after, self.max_delay_s)
+        cap = min(self.max_delay_s, self.base_delay_s * 2 ** max(attempt - 1, 0))
+        return self.rng.uniform(0.0, cap)
+
+
+def parse_retry_after(headers: Mapping[str, str], *, now: float | None = None) -> float | None:
+    """Seconds from ``retry-after-ms``, or ``retry-after`` as seconds or an HTTP date; None if absent."""
+    for name, divisor in (("retry-after-ms", 1000.0), ("retry-after", 1.0)):
+        value = headers.get(name)
+        if value is None:
+            continue
+        try:
+            seconds = float(value) / divisor
+        except ValueError:
+            continue
+        if seconds >= 0 and seconds != float("inf"):
+            return seconds
+    value = headers.get("retry-after")
+    if value:
+        try:
+            when = email.utils.parsedate_to_datetime(value)
+        except (TypeError, ValueError):
+            return None
+        if when.tzinfo is not None:
+            return max(0.0, when.timestamp() - (time.time() if now is None else now))
+    return None
+
+
+def to_openai_messages(messages: Sequence[ChatMessage]) -> list[dict[str, Any]]:
+    out: list[dict[str, Any]] = []
+    for m in messages:
+        if m.role == "assistant":
+            item: dict[str, Any] = {"role": "assistant", "content": m.content}
+            if m.tool_calls:
+                item["tool_calls"] = [
+                    {
+                        "id": tc.id,
+                        "type": "function",
+                        "function": {"name": tc.name, "arguments": tc.arguments},
+                    }
+                    for tc in m.tool_calls
+                ]
+            out.append(item)
+        elif m.role == "tool":
+            if m.tool_call_id is None:
+                raise ValueError("a tool message needs tool_call_id")
+            out.append({"role": "tool", "tool_call_id": m.tool_call_id, "content": m.content or ""})
+        else:
+            out.append({"role": m.role, "content": m.content or ""})
+    return out
+
+
+def to_openai_tools(tools: Sequence[ToolSpec]) -> list[dict[str, Any]]:
+    return [
+        {
+            "type": "function",
+            "function": {
+                "name": t.name,
+                "description": t.description,
+                "parameters": dict(t.parameters) or {"type": "object", "properties": {}},
+            },
+        }
+        for t in tools
+    ]
+
+
+class _Attempt(Exception):
+    """One failed attempt: why, and whether another is worth it."""
+
+    def __init__(self, reason: str, *, status: int | None, retryable: bool, retry_after: float | None = None):
+        super().__init__(reason)
+        self.reason, self.status, self.retryable, self.retry_after = reason, status, retryable, retry_after
+
+
+def _server_message(body: object, fallback: str) -> str:
+    if isinstance(body, Mapping):
+        message = body.get("message")
+        if isinstance(message, str) and message:
+            return message
+    return fallback
+
+
+class OpenAIBackend:
+    """Chat Completions over the ``openai`` SDK; works with any OpenAI-compatible server."""
+
+    def __init__(
+        self,
+        *,
+        base_url: str | None,
+        api_key: str,
+        policy: RetryPolicy = RetryPolicy(),
+        organization: str | None = None,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+    ) -> None:
+        self.base_url = base_url
+        self.policy = policy
+        self._api_key = api_key
+        self._organization = organization
+        self._sleep = sleep
+        self._client: AsyncOpenAI | None = None
+
+    def _ensure_client(self) -> AsyncOpenAI:
+        if self._client is None:
+            import openai  # lazy: keeps start-up fast
+
+            self._client = openai.AsyncOpenAI(
+                base_url=self.base_url,
+                api_key=self._api_key,
+                organization=self._organization,
+                max_retries=0,
+                timeout=self.policy.timeout_s,
+            )
+        return self._client
+
+    async def aclose(self) -> None:
+        if self._client is not None:
+            client, self._client = self._client, None
+            await client.close()
+
+    async def complete(
+        self,
+        *,
+        model: str,
+        messages: Sequence[ChatMessage],
+        tools: Sequence[ToolSpec] = (),
+        max_tokens: int | None = None,
+        on_retry: Callable[[RetryInfo], None] | None = None,
+    ) -> ChatResult:
+        client = self._ensure_client()
+        where = str(client.base_url).rstrip("/")
+        kwargs: dict[str, Any] = {"model": model, "messages": to_openai_messages(messages)}
+        if tools:
+            kwargs["tools"] = to_openai_tools(tools)
+        if max_tokens is not None:
+            kwargs["max_tokens"] = max_tokens
+        attempts = max(1, self.policy.max_attempts)
+        for attempt in range(1, attempts + 1):
+            started = time.monotonic()
+            try:
+                response = await self._call(client, kwargs, where)
+                latency = time.monotonic() - started
+                return _to_result(response, model, latency, attempt, where)
+            except _Attempt as failed:
+                if not failed.retryable:
+                    raise LLMError(
+                        f"model call rejected: {failed.reason}", status=failed.status, attempts=attempt
+                    ) from failed
+                if attempt == attempts:
+                    raise LLMError(
+                        f"model call failed after {attempt} attempts: {failed.reason}",
+                        status=failed.status,
+                        attempts=attempt,
+                        retryable=True,
+                    ) from failed
+                delay = self.policy.delay(attempt, failed.retry_after)
+                if on_retry is not None:
+                    on_retry(
+                        RetryInfo(attempt=attempt, delay_s=delay, reason=failed.reason, status=failed.status)
+                    )
+                await self._sleep(delay)
+        raise AssertionError("unreachable")
+
+    async def _call(self, client: AsyncOpenAI, kwargs: dict[str, Any], where: str) -> ChatCompletion:
+        import openai
+
+        try:
+            return cast("ChatCompletion", await client.chat.completions.create(**kwargs))
+        except openai.APIStatusError as exc:
+            status = exc.status_code
+            reason = f"HTTP {status} from {where}: {_server_message(exc.body, exc.message)}"
+            retryable = status in RETRYABLE_STATUS or status >= 500
+            raise _Attempt(
+                reason,
+                status=status,
+                retryable=retryable,
+                retry_after=parse_retry_after(exc.response.headers),
+            ) from exc
+        except openai.APITimeoutError as exc:
+            raise _Attempt(
+                f"no answer within {self.policy.timeout_s:g}s from {where}", status=None, retryable=True
+            ) from exc
+        except openai.APIConnectionError as exc:
+            cause = exc.__cause__ or exc
+            raise _Attempt(f"connection to {where} failed: {cause}", status=None, retryable=True) from exc
+        except (json.JSONDecodeError, openai.APIResponseValidationError) as exc:
+            raise _Attempt(f"invalid JSON from {where}: {exc}", status=None, retryable=True) from exc
+
+
+def _to_result(response: object, model: str, latency: float, attempts: int, where: str) -> ChatResult:
+    from openai.types.chat import ChatCompletion
+
+    # A non-JSON content type makes the SDK hand back plain text; an empty choices list is just as useless.
+    if not isinstance(response, ChatCompletion) or not response.choices:
+        raise _Attempt(
+            f"unusable response from {where}: {str(response)[:200]!r}", status=None, retryable=True
+        )
+    choice = response.choices[0]
+    message = choice.message
+    calls = tuple(
+        ToolCall(id=tc.id, name=tc.function.name, arguments=tc.function.arguments)
+        for tc in message.tool_calls or ()
+        if tc.type == "function"
+    )
+    usage = Usage()
+    if response.usage is not None:
+        details = response.usage.prompt_tokens_details
+        cached = details.cached_tokens if details is not None else None
+        usage = Usage(response.usage.prompt_tokens, response.usage.completion_tokens, cached or 0)
+    return ChatResult(
+        content=message.content,
+        tool_calls=calls,
+        usage=usage,
+        model=response.model or model,
+        finish_reason=choice.finish_reason or ("tool_calls" if calls else "stop"),
+        latency_s=latency,
+        attempts=attempts,
+    )

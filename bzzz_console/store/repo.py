@@ -1,0 +1,399 @@
+"""The store: every durable change the runtime makes, one transaction each.
+
+Methods are synchronous and short (SQLite WAL commits take well under a millisecond); the runtime calls them on
+its loop and publishes an event only after the commit returned, so what the operator sees is always on disk.
+"""
+
+from __future__ import annotations
+
+import secrets
+import threading
+from collections.abc import Iterable, Sequence
+from datetime import datetime
+from functools import cache
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy import bindparam, func, insert, update
+from sqlmodel import Session, col, select
+
+from bzzz_console.domain.threads import MessageType, ThreadMessage
+from bzzz_console.store.engine import make_engine, redact_url, secure_sqlite_file, upgrade
+from bzzz_console.store.tables import (
+    AgentRow,
+    DecisionRow,
+    EpisodeRow,
+    EscalationRow,
+    MessageRow,
+    ParticipantRow,
+    TaskRow,
+    ThreadRow,
+    TokenUsageRow,
+    now_utc,
+    utc,
+)
+
+if TYPE_CHECKING:
+    from sqlalchemy.engine import Connection, Engine
+    from sqlalchemy.sql.dml import Insert, ReturningUpdate
+
+
+@cache
+def _hot_statements() -> tuple[ReturningUpdate[tuple[int]], Insert]:
+    threads = ThreadRow.__table__  # type: ignore[attr-defined]
+    bump = (
+        update(threads)
+        .where(threads.c.id == bindparam("tid"))
+        .values(
+            message_count=threads.c.message_count + 1,
+            last_activity=bindparam("at"),
+            turn_count=threads.c.turn_count + bindparam("turns"),
+        )
+        .returning(threads.c.message_count)
+    )
+    return bump, insert(MessageRow.__table__)  # type: ignore[attr-defined]
+
+
+def new_id(prefix: str, nbytes: int = 4) -> str:
+    return f"{prefix}-{secrets.token_hex(nbytes)}"
+
+
+class NotFound(LookupError):
+    pass
+
+
+class Store:
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        self._writer: Connection | None = None
+        self._writer_lock = threading.Lock()
+
+    @classmethod
+    def open(cls, url: str, *, migrate: bool = True) -> Store:
+        engine = make_engine(url)
+        if migrate:
+            upgrade(engine)
+            secure_sqlite_file(engine)
+        return cls(engine)
+
+    @property
+    def display_url(self) -> str:
+        return redact_url(self.engine.url.render_as_string(hide_password=False))
+
+    @property
+    def backend(self) -> str:
+        return self.engine.url.get_backend_name()
+
+    def session(self) -> Session:
+        return Session(self.engine, expire_on_commit=False)
+
+    def close(self) -> None:
+        with self._writer_lock:
+            if self._writer is not None:
+                self._writer.close()
+                self._writer = None
+        self.engine.dispose()
+
+    # -- agents -------------------------------------------------------------------------------------------
+    def agents(self) -> list[AgentRow]:
+        with self.session() as s:
+            return list(s.exec(select(AgentRow).order_by(col(AgentRow.id))))
+
+    def save_agent(self, row: AgentRow) -> AgentRow:
+        row.updated_at = now_utc()
+        with self.session() as s:
+            merged = s.merge(row)
+            s.commit()
+            return merged
+
+    def set_agent_state(self, agent_id: str, state: str, **changes: Any) -> None:
+        with self.session() as s:
+            s.execute(
+                update(AgentRow)
+                .where(col(AgentRow.id) == agent_id)
+                .values(state=state, updated_at=now_utc(), **changes)
+            )
+            s.commit()
+
+    # -- tasks --------------------------------------------------------------------------------------------
+    def add_task(
+        self,
+        *,
+        title: str,
+        description: str,
+        roles: Sequence[str],
+        priority: str,
+        project: str,
+        source: str = "cli",
+    ) -> TaskRow:
+        row = TaskRow(
+            id=new_id("task"),
+            title=title,
+            description=description,
+            roles=list(roles),
+            priority=priority,
+            project=project,
+            source=source,
+        )
+        with self.session() as s:
+            s.add(row)
+            s.commit()
+        return row
+
+    def tasks(self, status: str | None = None) -> list[TaskRow]:
+        with self.session() as s:
+            query = select(TaskRow).order_by(col(TaskRow.created_at), col(TaskRow.id))
+            if status is not None:
+                query = query.where(TaskRow.status == status)
+            return list(s.exec(query))
+
+    def count_tasks(self) -> int:
+        with self.session() as s:
+            return int(s.exec(select(func.count()).select_from(TaskRow)).one())
+
+    def set_task_status(self, task_id: str, status: str) -> None:
+        with self.session() as s:
+            s.execute(
+                update(TaskRow).where(col(TaskRow.id) == task_id).values(status=status, updated_at=now_utc())
+            )
+            s.commit()
+
+    # -- threads ------------------------------------------------------------------------------------------
+    def create_thread(
+        self, thread: ThreadRow, participants: Sequence[ParticipantRow], opening: MessageRow | None
+    ) -> None:
+        """Thread, participants, opening message and the task's status, all or nothing."""
+        with self.session() as s:
+            s.add(thread)
+            s.add_all(participants)
+            if opening is not None:
+                thread.message_count = opening.seq
+                s.add(opening)
+            if thread.task_id:
+                s.execute(
+                    update(TaskRow)
+                    .where(col(TaskRow.id) == thread.task_id)
+                    .values(status="in_progress", thread_id=thread.id, updated_at=now_utc())
+                )
+            s.commit()
+
+    def threads(self, status: str | None = None) -> list[ThreadRow]:
+        with self.session() as s:
+            query = select(ThreadRow).order_by(col(ThreadRow.created_at), col(ThreadRow.id))
+            if status is not None:
+                query = query.where(ThreadRow.status == status)
+            return list(s.exec(query))
+
+    def get_thread(self, thread_id: str) -> ThreadRow:
+        with self.session() as s:
+            row = s.get(ThreadRow, thread_id)
+        if row is None:
+            raise NotFound(f"no thread {thread_id!r}")
+        return row
+
+    def get_task(self, task_id: str) -> TaskRow:
+        with self.session() as s:
+            row = s.get(TaskRow, task_id)
+        if row is None:
+            raise NotFound(f"no task {task_id!r}")
+        return row
+
+    def participants(self, thread_id: str | None = None) -> list[ParticipantRow]:
+        with self.session() as s:
+            query = select(ParticipantRow).order_by(
+                col(ParticipantRow.thread_id), col(ParticipantRow.position)
+            )
+            if thread_id is not None:
+                query = query.where(ParticipantRow.thread_id == thread_id)
+            return list(s.exec(query))
+
+    def messages(self, thread_id: str, *, last: int | None = None) -> list[MessageRow]:
+        with self.session() as s:
+            query = select(MessageRow).where(MessageRow.thread_id == thread_id)
+            if last is not None:
+                rows = list(s.exec(query.order_by(col(MessageRow.seq).desc()).limit(last)))
+                return rows[::-1]
+            return list(s.exec(query.order_by(col(MessageRow.seq))))
+
+    def post_message(
+        self,
+        thread_id: str,
+        *,
+        author: str,
+        role: str,
+        type: str,
+        content: str,
+        reply_to: str | None = None,
+        tokens: int = 0,
+        model: str | None = None,
+        end_turn: bool = False,
+        at: datetime | None = None,
+    ) -> ThreadMessage:
+        """Append a message with the thread's next sequence number; ``end_turn`` also counts an agent turn.
+
+        The counter is bumped with an atomic UPDATE … RETURNING, so writers in other processes (a CLI posting a
+        human message) never get the same sequence number, and the turn counter moves in the same commit as the
+        message — after a crash a turn is either fully there or not at all. This is the hot path: statements are
+        built once and run on a held connection (statement building costs more than SQLite's commit).
+        """
+        when = at or now_utc()
+        bump, insert_message = _hot_statements()
+        with self._writer_lock:
+            if self._writer is None:
+                self._writer = self.engine.connect()
+            with self._writer.begin():
+                seq = self._writer.execute(
+                    bump, {"tid": thread_id, "at": when, "turns": 1 if end_turn else 0}
+                ).scalar_one_or_none()
+                if seq is None:
+                    raise NotFound(f"no thread {thread_id!r}")
+                values = {
+                    "id": f"{thread_id}#{seq}",
+                    "thread_id": thread_id,
+                    "seq": seq,
+                    "author": author,
+                    "role": role,
+                    "type": type,
+                    "content": content,
+                    "reply_to": reply_to,
+                    "tokens": tokens,
+                    "model": model,
+                    "created_at": when,
+                }
+                self._writer.execute(insert_message, values)
+        return ThreadMessage(
+            id=values["id"],
+            thread_id=thread_id,
+            seq=seq,
+            author=author,
+            role=role,
+            type=MessageType(type),
+            content=content,
+            created_at=when,
+            reply_to=reply_to,
+            tokens=tokens,
+            model=model,
+        )
+
+    def end_turn(self, thread_id: str) -> None:
+        """Count a turn that posted nothing (the model only used tools), so the next agent speaks."""
+        with self.session() as s:
+            s.execute(
+                update(ThreadRow)
+                .where(col(ThreadRow.id) == thread_id)
+                .values(turn_count=ThreadRow.turn_count + 1, last_activity=now_utc())
+            )
+            s.commit()
+
+    def set_thread_status(
+        self,
+        thread_id: str,
+        status: str,
+        *,
+        outcome: str | None = None,
+        task_status: str | None = None,
+        decision: DecisionRow | None = None,
+        episodes: Iterable[EpisodeRow] = (),
+    ) -> None:
+        with self.session() as s:
+            values: dict[str, Any] = {"status": status}
+            if status == "closed":
+                values["closed_at"] = now_utc()
+            if outcome is not None:
+                values["outcome"] = outcome
+            s.execute(update(ThreadRow).where(col(ThreadRow.id) == thread_id).values(**values))
+            thread = s.get(ThreadRow, thread_id)
+            if task_status and thread is not None and thread.task_id:
+                s.execute(
+                    update(TaskRow)
+                    .where(col(TaskRow.id) == thread.task_id)
+                    .values(status=task_status, updated_at=now_utc())
+                )
+            if decision is not None:
+                s.add(decision)
+            s.add_all(list(episodes))
+            s.commit()
+
+    # -- spend ---------------------------------------------------------------------------------------------
+    def record_usage(self, row: TokenUsageRow) -> None:
+        with self.session() as s:
+            s.add(row)
+            s.commit()
+
+    def thread_costs(self) -> dict[str, tuple[float, bool]]:
+        """thread id → (known cost in USD, whether some call of it has an unknown cost)."""
+        with self.session() as s:
+            rows = s.execute(
+                select(
+                    TokenUsageRow.thread_id,
+                    func.sum(TokenUsageRow.cost_usd),
+                    func.sum(func.coalesce(TokenUsageRow.cost_usd, -1.0) < 0),
+                ).group_by(col(TokenUsageRow.thread_id))
+            ).all()
+        return {tid: (float(cost or 0.0), bool(unknown)) for tid, cost, unknown in rows if tid is not None}
+
+    def agent_costs(self) -> dict[str, tuple[float, int]]:
+        """agent id → (known cost in USD, total tokens)."""
+        with self.session() as s:
+            rows = s.execute(
+                select(
+                    TokenUsageRow.agent_id,
+                    func.sum(TokenUsageRow.cost_usd),
+                    func.sum(TokenUsageRow.prompt_tokens + TokenUsageRow.completion_tokens),
+                ).group_by(col(TokenUsageRow.agent_id))
+            ).all()
+        return {aid: (float(cost or 0.0), int(tokens or 0)) for aid, cost, tokens in rows}
+
+    def usage(self) -> list[TokenUsageRow]:
+        with self.session() as s:
+            return list(s.exec(select(TokenUsageRow).order_by(col(TokenUsageRow.id))))
+
+    # -- escalations, decisions, episodes ----------------------------------------------------------------
+    def raise_escalation(self, row: EscalationRow, *, thread_status: str | None) -> None:
+        with self.session() as s:
+            s.add(row)
+            if row.thread_id and thread_status:
+                s.execute(
+                    update(ThreadRow).where(col(ThreadRow.id) == row.thread_id).values(status=thread_status)
+                )
+            s.commit()
+
+    def escalations(self, state: str | None = None) -> list[EscalationRow]:
+        with self.session() as s:
+            query = select(EscalationRow).order_by(col(EscalationRow.created_at))
+            if state is not None:
+                query = query.where(EscalationRow.state == state)
+            return list(s.exec(query))
+
+    def decisions(self, thread_id: str | None = None) -> list[DecisionRow]:
+        with self.session() as s:
+            query = select(DecisionRow).order_by(col(DecisionRow.created_at))
+            if thread_id is not None:
+                query = query.where(DecisionRow.thread_id == thread_id)
+            return list(s.exec(query))
+
+    def episodes(self, agent_id: str, project: str) -> list[EpisodeRow]:
+        """An agent's episodes of one project only: memory never crosses projects."""
+        with self.session() as s:
+            return list(
+                s.exec(
+                    select(EpisodeRow)
+                    .where(EpisodeRow.agent_id == agent_id, EpisodeRow.project == project)
+                    .order_by(col(EpisodeRow.created_at).desc())
+                )
+            )
+
+
+def to_message(row: MessageRow) -> ThreadMessage:
+    return ThreadMessage(
+        id=row.id,
+        thread_id=row.thread_id,
+        seq=row.seq,
+        author=row.author,
+        role=row.role,
+        type=MessageType(row.type),
+        content=row.content,
+        created_at=utc(row.created_at),
+        reply_to=row.reply_to,
+        tokens=row.tokens,
+        model=row.model,
+    )
