@@ -81,9 +81,13 @@ class Settings(_Section):
     """The whole tree; ``Settings()`` is the embedded defaults."""
 
     model: ModelSettings = ModelSettings()
+    """The chat model provider: which server agents talk to, timeouts, retries and output limits."""
     demo: DemoSettings = DemoSettings()
+    """The scripted demo model used when no API key is configured."""
     runtime: RuntimeSettings = RuntimeSettings()
+    """The agent fleet, thread limits and how the runtime schedules work."""
     store: StoreSettings = StoreSettings()
+    """Where threads, tasks, decisions and episodes are persisted."""
     data_dir: Path | None = None
     """Where the database, node key and logs live; unset = the platform's user data dir."""
 
@@ -188,3 +192,33 @@ def _validate(data: dict[str, Any], sources: dict[tuple[str, ...], str], default
                 problem = err["msg"][:1].lower() + err["msg"][1:]
             problems.append(f"key '{'.'.join(loc)}' in {source}: {problem}{got}")
         raise ConfigError("invalid settings:\n  " + "\n  ".join(problems)) from None
+
+
+def describe_settings(settings: Settings) -> str:
+    """The effective settings as commented TOML: every key with its meaning, ready to copy into a file."""
+    lines = [f"# effective settings (file: {default_config_path()} unless --config / BZZZ_CONFIG)"]
+    top: list[str] = []
+    for name, field in Settings.model_fields.items():
+        value = getattr(settings, name)
+        if isinstance(value, BaseModel):
+            lines.append(f"\n[{name}]")
+            for key, sub in type(value).model_fields.items():
+                doc = " ".join((sub.description or "").split())
+                lines.append(f"# {doc}")
+                lines.append(f"{key} = {_toml_value(getattr(value, key))}")
+        else:
+            doc = " ".join((field.description or "").split())
+            top += [f"# {doc}", f"{name} = {_toml_value(value)}"]
+    return "\n".join(top + lines)
+
+
+def _toml_value(value: Any) -> str:
+    if value is None:
+        return '""  # unset'
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float):
+        return str(value)
+    if isinstance(value, dict):
+        return "{ " + ", ".join(f"{k} = {_toml_value(v)}" for k, v in value.items()) + " }"
+    return json.dumps(str(value))

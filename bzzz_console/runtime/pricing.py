@@ -5,6 +5,7 @@ An unknown model's cost is ``None`` — shown as unknown, never as $0, so a miss
 
 from __future__ import annotations
 
+import re
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -12,6 +13,8 @@ from pathlib import Path
 
 from bzzz_console.config import ConfigError
 from bzzz_console.domain.llm import Usage
+
+_DATED = re.compile(r"-\d{4}-\d{2}-\d{2}$")
 
 
 @dataclass(frozen=True, slots=True)
@@ -31,9 +34,10 @@ class PricingTable:
     def price(self, model: str) -> Price | None:
         if model in self.models:
             return self.models[model]
-        # Dated snapshots ("gpt-4o-2024-08-06") are billed like their family.
-        family = max((m for m in self.models if model.startswith(m + "-")), key=len, default=None)
-        return self.models[family] if family else None
+        # Dated snapshots ("gpt-4o-2024-08-06") are billed like their family; other suffixes
+        # ("gpt-4o-realtime-preview") are different products with different prices, so they stay unknown.
+        family = _DATED.sub("", model)
+        return self.models.get(family)
 
     def cost(self, model: str, usage: Usage) -> float | None:
         price = self.price(model)

@@ -203,7 +203,7 @@ class ScriptedServer:
     # -- lifecycle ------------------------------------------------------------------------------------------
 
     def start(self) -> ScriptedServer:
-        if self._thread is not None:
+        if self._thread is not None and self._thread.is_alive():
             return self
         family = socket.AF_INET6 if ":" in self.host else socket.AF_INET
         sock = socket.socket(family, socket.SOCK_STREAM)

@@ -61,6 +61,9 @@ def make_engine(url: str) -> Engine:
         if parsed.drivername == "postgresql":
             parsed = parsed.set(drivername="postgresql+psycopg")
         kwargs.update(pool_pre_ping=True, pool_size=5, max_overflow=5)
+        if "options" not in parsed.query:
+            # Times come back in the session's zone: pin it to UTC, as SQLite's (and the docs') times are.
+            kwargs["connect_args"] = {"options": "-c timezone=UTC"}
     try:
         engine = create_engine(parsed, **kwargs)
     except (NoSuchModuleError, ModuleNotFoundError) as exc:

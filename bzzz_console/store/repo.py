@@ -13,7 +13,7 @@ from datetime import datetime
 from functools import cache
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import bindparam, func, insert, update
+from sqlalchemy import bindparam, case, func, insert, update
 from sqlmodel import Session, col, select
 
 from bzzz_console.domain.threads import MessageType, ThreadMessage
@@ -226,6 +226,7 @@ class Store:
         tokens: int = 0,
         model: str | None = None,
         end_turn: bool = False,
+        skipped: int = 0,
         at: datetime | None = None,
     ) -> ThreadMessage:
         """Append a message with the thread's next sequence number; ``end_turn`` also counts an agent turn.
@@ -242,7 +243,7 @@ class Store:
                 self._writer = self.engine.connect()
             with self._writer.begin():
                 seq = self._writer.execute(
-                    bump, {"tid": thread_id, "at": when, "turns": 1 if end_turn else 0}
+                    bump, {"tid": thread_id, "at": when, "turns": 1 + skipped if end_turn else 0}
                 ).scalar_one_or_none()
                 if seq is None:
                     raise NotFound(f"no thread {thread_id!r}")
@@ -274,15 +275,68 @@ class Store:
             model=model,
         )
 
-    def end_turn(self, thread_id: str) -> None:
-        """Count a turn that posted nothing (the model only used tools), so the next agent speaks."""
+    def end_turn(self, thread_id: str, turns: int = 1) -> None:
+        """Count a turn that posted nothing (the model only used tools, or failed), so the next agent speaks."""
         with self.session() as s:
             s.execute(
                 update(ThreadRow)
                 .where(col(ThreadRow.id) == thread_id)
-                .values(turn_count=ThreadRow.turn_count + 1, last_activity=now_utc())
+                .values(turn_count=ThreadRow.turn_count + turns, last_activity=now_utc())
             )
             s.commit()
+
+    def close_thread(
+        self,
+        thread_id: str,
+        *,
+        status: str,
+        outcome: str,
+        task_status: str | None,
+        closing: dict[str, Any] | None,
+        decision: DecisionRow | None,
+        episodes: Iterable[EpisodeRow],
+    ) -> ThreadMessage | None:
+        """End a thread in one transaction: its closing message, status, task, decision log and episodes.
+
+        One commit, so a crash can never leave a decision posted on a thread that is still open (which would
+        post it again on restart).
+        """
+        when = now_utc()
+        message: ThreadMessage | None = None
+        with self.session() as s:
+            values: dict[str, Any] = {"status": status, "outcome": outcome, "last_activity": when}
+            if status == "closed":
+                values["closed_at"] = when
+            if closing is not None:
+                values["message_count"] = ThreadRow.message_count + 1
+            found = s.execute(
+                update(ThreadRow)
+                .where(col(ThreadRow.id) == thread_id)
+                .values(**values)
+                .returning(col(ThreadRow.message_count), col(ThreadRow.task_id))
+            ).one_or_none()
+            if found is None:
+                raise NotFound(f"no thread {thread_id!r}")
+            count, task_id = found
+            if closing is not None:
+                row = MessageRow(
+                    id=f"{thread_id}#{count}", thread_id=thread_id, seq=count, created_at=when, **closing
+                )
+                s.add(row)
+                message = to_message(row)
+                if decision is not None:
+                    decision.data = {**decision.data, "message_id": row.id}
+            if task_status and task_id:
+                s.execute(
+                    update(TaskRow)
+                    .where(col(TaskRow.id) == task_id)
+                    .values(status=task_status, updated_at=when)
+                )
+            if decision is not None:
+                s.add(decision)
+            s.add_all(list(episodes))
+            s.commit()
+        return message
 
     def set_thread_status(
         self,
@@ -326,7 +380,7 @@ class Store:
                 select(
                     TokenUsageRow.thread_id,
                     func.sum(TokenUsageRow.cost_usd),
-                    func.sum(func.coalesce(TokenUsageRow.cost_usd, -1.0) < 0),
+                    func.sum(case((col(TokenUsageRow.cost_usd).is_(None), 1), else_=0)),
                 ).group_by(col(TokenUsageRow.thread_id))
             ).all()
         return {tid: (float(cost or 0.0), bool(unknown)) for tid, cost, unknown in rows if tid is not None}
@@ -348,12 +402,23 @@ class Store:
             return list(s.exec(select(TokenUsageRow).order_by(col(TokenUsageRow.id))))
 
     # -- escalations, decisions, episodes ----------------------------------------------------------------
-    def raise_escalation(self, row: EscalationRow, *, thread_status: str | None) -> None:
+    def raise_escalation(
+        self, row: EscalationRow, *, thread_status: str | None, turns: int = 0, agent_state: str | None = None
+    ) -> None:
+        """The escalation, the thread's pause, the turn it ended and the agent's state: one commit."""
         with self.session() as s:
             s.add(row)
             if row.thread_id and thread_status:
                 s.execute(
-                    update(ThreadRow).where(col(ThreadRow.id) == row.thread_id).values(status=thread_status)
+                    update(ThreadRow)
+                    .where(col(ThreadRow.id) == row.thread_id)
+                    .values(status=thread_status, turn_count=ThreadRow.turn_count + turns)
+                )
+            if row.agent_id and agent_state:
+                s.execute(
+                    update(AgentRow)
+                    .where(col(AgentRow.id) == row.agent_id)
+                    .values(state=agent_state, updated_at=now_utc())
                 )
             s.commit()
 

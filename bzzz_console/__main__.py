@@ -1,0 +1,3 @@
+from bzzz_console.cli import main
+
+main()

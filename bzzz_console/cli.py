@@ -1,0 +1,356 @@
+"""The ``bzzz-console`` command line: thin typer commands that hand off to plain functions.
+
+Heavy libraries (openai, sqlmodel, textual …) are imported inside the commands that need them, so ``--help``
+and ``--version`` answer at once. ``--json`` output is exactly one JSON document on stdout; messages go to stderr.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated, Any, NoReturn
+
+import typer
+
+from bzzz_console import __version__
+
+app = typer.Typer(
+    name="bzzz-console",
+    no_args_is_help=False,
+    add_completion=False,
+    help="Operator console for a fleet of LLM agents that collaborate in threads and escalate to you.",
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+task_app = typer.Typer(help="Add and list tasks.", no_args_is_help=True)
+agents_app = typer.Typer(help="Inspect agents.", no_args_is_help=True)
+threads_app = typer.Typer(help="Inspect and export conversation threads.", no_args_is_help=True)
+db_app = typer.Typer(help="Database maintenance.", no_args_is_help=True)
+config_app = typer.Typer(help="Show the effective settings.", no_args_is_help=True)
+app.add_typer(task_app, name="task")
+app.add_typer(agents_app, name="agents")
+app.add_typer(threads_app, name="threads")
+app.add_typer(db_app, name="db")
+app.add_typer(config_app, name="config")
+
+DbOption = Annotated[
+    str | None,
+    typer.Option(
+        "--db", help="Database URL (default: SQLite in the data dir; env BZZZ_DB_URL).", show_default=False
+    ),
+]
+ConfigOption = Annotated[
+    Path | None, typer.Option("--config", help="Settings file (TOML; env BZZZ_CONFIG).", show_default=False)
+]
+JsonOption = Annotated[bool, typer.Option("--json", help="One JSON document on stdout.")]
+
+
+def _fail(message: str, code: int = 1) -> NoReturn:
+    typer.echo(f"bzzz-console: error: {message}", err=True)
+    raise typer.Exit(code)
+
+
+@contextmanager
+def _errors() -> Iterator[None]:
+    """Turn the errors an operator can fix into one clear line and an exit code, never a traceback."""
+    from bzzz_console.config import ConfigError
+
+    try:
+        yield
+    except ConfigError as exc:
+        _fail(str(exc), 2)
+    except Exception as exc:
+        from bzzz_console.runtime.runtime import CommandError
+        from bzzz_console.store.engine import DatabaseError
+        from bzzz_console.store.repo import NotFound
+
+        if isinstance(exc, DatabaseError | NotFound | CommandError):
+            _fail(str(exc).strip("'\""))
+        raise
+
+
+def _settings(config: Path | None, db: str | None, **overrides: Any) -> Any:
+    from bzzz_console.config import load_settings
+
+    settings = load_settings(config)
+    return settings.with_overrides(store__url=db, **overrides)
+
+
+def _store(config: Path | None, db: str | None) -> Any:
+    from bzzz_console.store.repo import Store
+
+    return Store.open(_settings(config, db).database_url())
+
+
+def _emit_json(data: Any) -> None:
+    sys.stdout.write(json.dumps(data, indent=2, ensure_ascii=False, default=str) + "\n")
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"bzzz-console {__version__}")
+        raise typer.Exit()
+
+
+@app.callback(invoke_without_command=True)
+def root(
+    ctx: typer.Context,
+    version: Annotated[
+        bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version and exit.")
+    ] = False,
+) -> None:
+    """Without a command: show this help (the interactive console is `bzzz-console run`)."""
+    if ctx.invoked_subcommand is None:
+        typer.echo(ctx.get_help())
+
+
+@app.command()
+def run(
+    headless: Annotated[
+        bool, typer.Option("--headless", help="No UI: print one JSON object per event.")
+    ] = False,
+    demo: Annotated[
+        bool, typer.Option("--demo", help="Use the scripted demo model; seed 3 demo tasks into an empty DB.")
+    ] = False,
+    exit_when_idle: Annotated[
+        bool, typer.Option("--exit-when-idle", help="Exit 0 once no agent can make progress.")
+    ] = False,
+    seed: Annotated[int | None, typer.Option("--seed", help="Seed of the demo model.")] = None,
+    db: DbOption = None,
+    config: ConfigOption = None,
+) -> None:
+    """Run the agent runtime."""
+    from bzzz_console.logs import configure_logging
+
+    with _errors():
+        settings = _settings(config, db, demo__seed=seed)
+        configure_logging(settings)
+        if not headless:
+            _fail("the interactive console is not built yet; use `bzzz-console run --headless`", 2)
+        from bzzz_console.headless import run_headless
+
+        raise typer.Exit(asyncio.run(run_headless(settings, demo=demo, exit_when_idle=exit_when_idle)))
+
+
+class Priority(StrEnum):
+    low = "low"
+    medium = "medium"
+    high = "high"
+    urgent = "urgent"
+
+
+@task_app.command("add")
+def task_add(
+    title: Annotated[str, typer.Argument(help="What needs doing.")],
+    description: Annotated[str, typer.Option("--description", "-d", help="Details for the agents.")] = "",
+    role: Annotated[
+        list[str] | None,
+        typer.Option("--role", "-r", help="Required role (repeat); default architect+reviewer."),
+    ] = None,
+    priority: Annotated[Priority, typer.Option("--priority", "-p")] = Priority.medium,
+    project: Annotated[
+        str | None, typer.Option("--project", help="Project (default: runtime.project).")
+    ] = None,
+    as_json: JsonOption = False,
+    db: DbOption = None,
+    config: ConfigOption = None,
+) -> None:
+    """Add a task; a running node picks it up within a second."""
+    with _errors():
+        if not title.strip():
+            _fail("the task title is empty", 2)
+        settings = _settings(config, db)
+        from bzzz_console.resources import agents_dir
+        from bzzz_console.runtime.specs import load_specs
+
+        known = load_specs(settings.runtime.agents_dir or agents_dir())
+        roles = role or ["architect", "reviewer"]
+        unknown = [r for r in roles if not any(spec.answers_to(r) for spec in known.values())]
+        if unknown:
+            _fail(f"unknown role(s) {', '.join(unknown)}; known roles: {', '.join(sorted(known))}", 2)
+        from bzzz_console.store.repo import Store
+
+        store = Store.open(settings.database_url())
+        task = store.add_task(
+            title=title.strip(),
+            description=description,
+            roles=roles,
+            priority=priority.value,
+            project=project or settings.runtime.project,
+        )
+        store.close()
+        if as_json:
+            _emit_json(
+                {
+                    "id": task.id,
+                    "title": task.title,
+                    "roles": task.roles,
+                    "priority": task.priority,
+                    "project": task.project,
+                    "status": task.status,
+                }
+            )
+        else:
+            typer.echo(task.id)
+
+
+@task_app.command("list")
+def task_list(as_json: JsonOption = False, db: DbOption = None, config: ConfigOption = None) -> None:
+    """List tasks."""
+    with _errors():
+        store = _store(config, db)
+        rows = [
+            {
+                "id": t.id,
+                "title": t.title,
+                "status": t.status,
+                "priority": t.priority,
+                "roles": t.roles,
+                "project": t.project,
+                "thread_id": t.thread_id,
+            }
+            for t in store.tasks()
+        ]
+        store.close()
+        if as_json:
+            _emit_json(rows)
+        else:
+            _table(rows, ["id", "priority", "status", "thread_id", "title"])
+
+
+@agents_app.command("list")
+def agents_list(as_json: JsonOption = False, db: DbOption = None, config: ConfigOption = None) -> None:
+    """List agents with their state, model and spend."""
+    from bzzz_console.reports import agents_report
+
+    with _errors():
+        store = _store(config, db)
+        rows = agents_report(store)
+        store.close()
+        if as_json:
+            _emit_json(rows)
+        else:
+            _table(rows, ["id", "role", "state", "model", "tokens", "cost_usd"])
+
+
+@threads_app.command("list")
+def threads_list(as_json: JsonOption = False, db: DbOption = None, config: ConfigOption = None) -> None:
+    """List threads: id, topic, status, participants, message count, cost."""
+    from bzzz_console.reports import threads_report
+
+    with _errors():
+        store = _store(config, db)
+        rows = threads_report(store)
+        store.close()
+        if as_json:
+            _emit_json(rows)
+        else:
+            _table(
+                [
+                    {
+                        **r,
+                        "participants": ", ".join(r["participants"]),
+                        "cost_usd": "unknown" if r["cost_usd"] is None else f"{r['cost_usd']:.4f}",
+                    }
+                    for r in rows
+                ],
+                ["id", "status", "message_count", "cost_usd", "participants", "topic"],
+            )
+
+
+@threads_app.command("show")
+def threads_show(thread_id: str, db: DbOption = None, config: ConfigOption = None) -> None:
+    """Print a thread's transcript."""
+    from bzzz_console.reports import thread_document, thread_markdown
+
+    with _errors():
+        store = _store(config, db)
+        doc = thread_document(store, thread_id)
+        store.close()
+        from rich.console import Console
+        from rich.markdown import Markdown
+
+        Console().print(Markdown(thread_markdown(doc)))
+
+
+class ExportFormat(StrEnum):
+    md = "md"
+    json = "json"
+
+
+@threads_app.command("export")
+def threads_export(
+    thread_id: str,
+    format: Annotated[ExportFormat, typer.Option("--format", "-f", help="md or json.")] = ExportFormat.md,
+    output: Annotated[
+        Path | None, typer.Option("--output", "-o", help="Write to this file instead of stdout.")
+    ] = None,
+    db: DbOption = None,
+    config: ConfigOption = None,
+) -> None:
+    """Export a thread (transcript, participants, decisions) as Markdown or JSON."""
+    from bzzz_console.reports import thread_document, thread_markdown
+
+    with _errors():
+        store = _store(config, db)
+        doc = thread_document(store, thread_id)
+        store.close()
+        text = (
+            json.dumps(doc, indent=2, ensure_ascii=False) + "\n"
+            if format is ExportFormat.json
+            else thread_markdown(doc)
+        )
+        if output is None:
+            sys.stdout.write(text)
+        else:
+            output.write_text(text, encoding="utf-8")
+            typer.echo(f"wrote {output}", err=True)
+
+
+@db_app.command("upgrade")
+def db_upgrade(db: DbOption = None, config: ConfigOption = None) -> None:
+    """Apply pending schema migrations (they also run at every start)."""
+    from bzzz_console.store.engine import make_engine, redact_url, secure_sqlite_file, upgrade
+
+    with _errors():
+        url = _settings(config, db).database_url()
+        engine = make_engine(url)
+        revision = upgrade(engine)
+        secure_sqlite_file(engine)
+        engine.dispose()
+        typer.echo(f"{redact_url(url)} is at revision {revision}")
+
+
+@config_app.command("show")
+def config_show(config: ConfigOption = None, as_json: JsonOption = False) -> None:
+    """Print the effective settings (file + environment) with each key's meaning."""
+    from bzzz_console.config import describe_settings
+
+    with _errors():
+        settings = _settings(config, None)
+        if as_json:
+            _emit_json(settings.model_dump(mode="json"))
+        else:
+            typer.echo(describe_settings(settings))
+
+
+def _table(rows: list[dict[str, Any]], columns: list[str]) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(*columns, box=None, header_style="bold")
+    for row in rows:
+        table.add_row(*("—" if row.get(c) is None else str(row.get(c)) for c in columns))
+    Console().print(table)
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,80 @@
+"""``bzzz-console run --headless``: the runtime with one JSON object per event on stdout.
+
+SIGINT and SIGTERM stop it cleanly: in-flight model calls are cancelled (nothing of an unfinished turn was
+written), the store is closed, and ``runtime_stopped`` is the last line.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import sys
+from typing import TextIO
+
+from bzzz_console.config import Settings
+from bzzz_console.domain.events import to_json
+from bzzz_console.runtime.bus import Subscription
+
+
+def seed_demo_tasks(settings: Settings) -> int:
+    """Add the demo scenario's three tasks when the database has no task at all; return how many were added."""
+    from bzzz_console.runtime.demo import DEMO_TASKS
+    from bzzz_console.store.repo import Store
+
+    store = Store.open(settings.database_url())
+    try:
+        if store.count_tasks():
+            return 0
+        for task in DEMO_TASKS:
+            store.add_task(
+                title=task["title"],
+                description=task["description"],
+                roles=task["roles"],
+                priority=task["priority"],
+                project=settings.runtime.project,
+                source="demo",
+            )
+        return len(DEMO_TASKS)
+    finally:
+        store.close()
+
+
+async def _print_events(events: Subscription, out: TextIO) -> None:
+    async for event in events:
+        out.write(to_json(event) + "\n")
+        out.flush()
+
+
+async def run_headless(
+    settings: Settings, *, demo: bool, exit_when_idle: bool, out: TextIO = sys.stdout
+) -> int:
+    from bzzz_console.runtime.runtime import Runtime
+
+    if demo:
+        await asyncio.to_thread(seed_demo_tasks, settings)
+    runtime = Runtime(settings, force_demo=demo)
+    events = runtime.bus.subscribe(maxsize=100_000)
+    printer = asyncio.create_task(_print_events(events, out))
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    reason = "stopped"
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        await runtime.start()
+        try:
+            waiters = [asyncio.create_task(stop.wait())]
+            if exit_when_idle:
+                waiters.append(asyncio.create_task(runtime.wait_idle()))
+            _, pending = await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
+            for task in pending:
+                task.cancel()
+            reason = "signal" if stop.is_set() else "idle"
+        finally:
+            await runtime.close(reason)
+    finally:
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.remove_signal_handler(sig)
+        events.close()
+        await printer
+    return 0

@@ -1,0 +1,121 @@
+"""Read-only views of the store for the CLI: lists, a thread transcript, exports (Markdown and JSON)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from bzzz_console.store.repo import Store
+from bzzz_console.store.tables import utc
+
+
+def agents_report(store: Store) -> list[dict[str, Any]]:
+    costs = store.agent_costs()
+    return [
+        {
+            "id": a.id,
+            "role": a.role,
+            "state": a.state,
+            "model": a.model,
+            "origin": a.origin,
+            "paused": a.paused,
+            "max_tasks": a.max_tasks,
+            "capabilities": a.capabilities,
+            "tokens": costs.get(a.id, (0.0, 0))[1],
+            "cost_usd": round(costs.get(a.id, (0.0, 0))[0], 6),
+        }
+        for a in store.agents()
+    ]
+
+
+def _cost(known: float, unknown: bool) -> float | None:
+    """A thread that includes a call of an unpriced model has an unknown cost: None, never a partial sum."""
+    return None if unknown else round(known, 6)
+
+
+def threads_report(store: Store) -> list[dict[str, Any]]:
+    costs = store.thread_costs()
+    participants: dict[str, list[str]] = {}
+    for p in store.participants():
+        participants.setdefault(p.thread_id, []).append(p.agent_id)
+    return [
+        {
+            "id": t.id,
+            "topic": t.topic,
+            "status": t.status,
+            "participants": participants.get(t.id, []),
+            "message_count": t.message_count,
+            "cost_usd": _cost(*costs.get(t.id, (0.0, False))),
+            "task_id": t.task_id,
+            "project": t.project,
+            "turns": t.turn_count,
+            "outcome": t.outcome,
+            "created_at": utc(t.created_at).isoformat(),
+        }
+        for t in store.threads()
+    ]
+
+
+def thread_document(store: Store, thread_id: str) -> dict[str, Any]:
+    """Everything about one thread, as exported to JSON (raises NotFound)."""
+    thread = store.get_thread(thread_id)
+    costs = store.thread_costs().get(thread_id, (0.0, False))
+    return {
+        "id": thread.id,
+        "topic": thread.topic,
+        "status": thread.status,
+        "outcome": thread.outcome,
+        "project": thread.project,
+        "task_id": thread.task_id,
+        "turns": thread.turn_count,
+        "cost_usd": _cost(*costs),
+        "created_at": utc(thread.created_at).isoformat(),
+        "participants": [{"agent_id": p.agent_id, "role": p.role} for p in store.participants(thread_id)],
+        "messages": [
+            {
+                "seq": m.seq,
+                "id": m.id,
+                "from": m.author,
+                "role": m.role,
+                "type": m.type,
+                "content": m.content,
+                "reply_to": m.reply_to,
+                "model": m.model,
+                "created_at": utc(m.created_at).isoformat(),
+            }
+            for m in store.messages(thread_id)
+        ],
+        "decisions": [
+            {
+                "id": d.id,
+                "kind": d.kind,
+                "summary": d.summary,
+                "made_by": d.made_by,
+                "created_at": utc(d.created_at).isoformat(),
+            }
+            for d in store.decisions(thread_id)
+        ],
+    }
+
+
+def thread_markdown(doc: dict[str, Any]) -> str:
+    cost = "unknown" if doc["cost_usd"] is None else f"${doc['cost_usd']:.4f}"
+    lines = [
+        f"# {doc['topic']}",
+        "",
+        f"- thread: `{doc['id']}` · status: **{doc['status']}** · turns: {doc['turns']} · cost: {cost}",
+        "- participants: " + ", ".join(f"{p['agent_id']} ({p['role']})" for p in doc["participants"]),
+        "",
+        "## Transcript",
+        "",
+    ]
+    for m in doc["messages"]:
+        marker = "🧑 " if m["role"] == "human" else ""
+        lines.append(f"### #{m['seq']} {marker}{m['from']} ({m['role']}) · {m['type']}")
+        lines.append("")
+        lines.append(m["content"])
+        lines.append("")
+    if doc["decisions"]:
+        lines += ["## Decisions", ""]
+        lines += [f"- {d['summary'].splitlines()[0]} — {d['made_by']}" for d in doc["decisions"]]
+        lines.append("")
+    return "\n".join(lines)

@@ -1,0 +1,493 @@
+"""Threads at work: the seed's collaborative review pattern, turn taking, consensus and closing.
+
+One driver task per active thread. Within a thread agents speak in turn (participant order, skipping agents
+that cannot speak right now); threads run concurrently. Every step persists first, then publishes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+from bzzz_console.domain import events as ev
+from bzzz_console.domain.lifecycle import AgentState
+from bzzz_console.domain.llm import ChatMessage, RetryInfo
+from bzzz_console.domain.threads import SYSTEM_AUTHOR, MessageType, ThreadMessage, ThreadStatus, Vote, tally
+from bzzz_console.runtime.llm import LLMError
+from bzzz_console.runtime.memory import excerpt, fit_history, make_episodes, recall
+from bzzz_console.runtime.model import Agent, Participant, ThreadState
+from bzzz_console.runtime.prompts import build_messages
+from bzzz_console.runtime.tools import AGENT_TOOLS, ToolContext, ToolError, run_tool
+from bzzz_console.store.repo import new_id
+from bzzz_console.store.tables import (
+    DecisionRow,
+    EscalationRow,
+    MessageRow,
+    ParticipantRow,
+    TaskRow,
+    ThreadRow,
+)
+
+if TYPE_CHECKING:
+    from bzzz_console.runtime.runtime import Runtime
+
+MAX_CONSECUTIVE_FAILURES = 3
+
+
+def review_prompt(task: TaskRow, participants: Sequence[Participant]) -> str:
+    """The seed's ``buildCollaborativeReviewPrompt``: what the thread is for and how it ends."""
+    who = ", ".join(f"{p.agent_id} ({p.role})" for p in participants)
+    return (
+        f"Collaborative review of task {task.id}: {task.title}\n\n{task.description or '(no description)'}\n\n"
+        f"Participants: {who}. Priority: {task.priority}. Work towards one proposal every participant agrees "
+        "to; the thread closes when all others agree to the latest proposal. Escalate with request_human when "
+        "a decision needs a human."
+    )
+
+
+class Conversations:
+    def __init__(self, rt: Runtime) -> None:
+        self.rt = rt
+        self.threads: dict[str, ThreadState] = {}
+        self._drivers: dict[str, asyncio.Task[None]] = {}
+
+    # -- starting work ------------------------------------------------------------------------------------
+    def select_agents(self, task: TaskRow) -> list[Participant] | None:
+        """Up to N agents per required role, best capability match first, then least loaded.
+
+        None when some role has no agent free right now (the task waits); raises ToolError when a role has no
+        agent at all on this node (the task cannot ever start here).
+        """
+        text = f"{task.title} {task.description}".lower()
+        chosen: list[Participant] = []
+        for role in task.roles:
+            of_role = [a for a in self.rt.agents.values() if a.spec.answers_to(role) and a.origin == "local"]
+            if not of_role:
+                raise ToolError(
+                    f"no agent with role {role!r} on this node (roles: {', '.join(self.rt.roles())})"
+                )
+            free = [a for a in of_role if a.can_join and a.id not in {p.agent_id for p in chosen}]
+            if not free:
+                return None
+
+            def score(agent: Agent) -> tuple[int, int, str]:
+                matches = sum(1 for cap in agent.spec.capabilities if any(w in text for w in cap.split("_")))
+                return (-matches, agent.load, agent.id)
+
+            for agent in sorted(free, key=score)[: self.rt.settings.runtime.max_agents_per_role]:
+                chosen.append(Participant(agent.id, agent.role))
+        return chosen
+
+    def start_task(self, task: TaskRow) -> ThreadState | None:
+        participants = self.select_agents(task)
+        if participants is None:
+            return None
+        thread_id = f"review-{task.id.removeprefix('task-')}"
+        opening = review_prompt(task, participants)
+        row = ThreadRow(
+            id=thread_id,
+            task_id=task.id,
+            project=task.project,
+            topic=f"Collaborative Review: {task.title}",
+            shared_context={
+                "task_details": {
+                    "id": task.id,
+                    "title": task.title,
+                    "description": task.description,
+                    "priority": task.priority,
+                },
+                "review_criteria": ["correctness", "security", "operability", "clarity"],
+                "required_roles": list(task.roles),
+            },
+        )
+        opening_row = MessageRow(
+            id=f"{thread_id}#1",
+            thread_id=thread_id,
+            seq=1,
+            author=SYSTEM_AUTHOR,
+            role="system",
+            type=MessageType.SYSTEM.value,
+            content=opening,
+        )
+        self.rt.store.create_thread(
+            row,
+            [
+                ParticipantRow(thread_id=thread_id, agent_id=p.agent_id, role=p.role, position=i)
+                for i, p in enumerate(participants)
+            ],
+            opening_row,
+        )
+        from bzzz_console.store.repo import to_message
+
+        thread = ThreadState(
+            id=thread_id,
+            project=task.project,
+            topic=row.topic,
+            status=ThreadStatus.ACTIVE,
+            participants=participants,
+            messages=[to_message(opening_row)],
+            turn_count=0,
+            created_at=row.created_at,
+            task_id=task.id,
+            task=dict(row.shared_context["task_details"]),
+        )
+        self.threads[thread_id] = thread
+        self.rt.publish(ev.TaskStatusChanged(task_id=task.id, status="in_progress"))
+        self.rt.publish(
+            ev.ThreadCreated(
+                thread_id=thread_id,
+                task_id=task.id,
+                project=task.project,
+                topic=row.topic,
+                participants=tuple(thread.participant_ids),
+            )
+        )
+        self._publish_message(thread.messages[0])
+        for p in participants:
+            self.join(self.rt.agents[p.agent_id], thread)
+        self.start_driver(thread)
+        return thread
+
+    def join(self, agent: Agent, thread: ThreadState) -> None:
+        agent.threads.add(thread.id)
+        agent.working[thread.id] = {"task": thread.task, "notes": []}
+        if agent.state is AgentState.IDLE:
+            self.rt.transition(agent, AgentState.ACTIVE, thread.id, "task assigned")
+        if len(thread.participants) > 1 and agent.state is AgentState.ACTIVE:
+            self.rt.transition(agent, AgentState.COLLABORATING, thread.id, "multi-agent context")
+
+    def leave(self, agent: Agent, thread: ThreadState) -> None:
+        agent.threads.discard(thread.id)
+        agent.working.pop(thread.id, None)
+        if not agent.threads and agent.state in (AgentState.ACTIVE, AgentState.COLLABORATING):
+            self.rt.transition(agent, AgentState.IDLE, thread.id, "task complete")
+
+    # -- driving ------------------------------------------------------------------------------------------
+    def start_driver(self, thread: ThreadState) -> None:
+        if thread.id in self._drivers and not self._drivers[thread.id].done():
+            thread.wake.set()
+            return
+        self.rt.mark_busy(thread.id)
+        self._drivers[thread.id] = asyncio.create_task(self._drive(thread), name=f"thread {thread.id}")
+
+    async def stop(self) -> None:
+        for task in self._drivers.values():
+            task.cancel()
+        await asyncio.gather(*self._drivers.values(), return_exceptions=True)
+        self._drivers.clear()
+
+    async def _drive(self, thread: ThreadState) -> None:
+        try:
+            while thread.status is ThreadStatus.ACTIVE:
+                self.rt.mark_busy(thread.id)
+                vote = tally(thread.participant_ids, thread.messages)
+                if vote.reached:
+                    self._close_on_consensus(thread, vote)
+                    break
+                if thread.turn_count >= self.rt.settings.runtime.max_turns:
+                    self._stall(thread, f"no consensus after {thread.turn_count} turns")
+                    break
+                speaker, skipped = self._next_speaker(thread)
+                if speaker is None:
+                    thread.wake.clear()
+                    self.rt.mark_waiting(thread.id)
+                    await thread.wake.wait()
+                    continue
+                await self._take_turn(thread, speaker, skipped)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # a bug must not take the whole runtime down: show it and stop this thread
+            self.rt.publish(
+                ev.ErrorRaised(where=f"thread {thread.id}", message=f"{type(exc).__name__}: {exc}")
+            )
+        finally:
+            self.rt.mark_waiting(thread.id)
+
+    def _next_speaker(self, thread: ThreadState) -> tuple[Agent | None, int]:
+        n = len(thread.participants)
+        for skipped in range(n):
+            agent = self.rt.agents.get(thread.participants[(thread.turn_count + skipped) % n].agent_id)
+            if agent is not None and agent.can_speak:
+                return agent, skipped
+        return None, 0
+
+    async def _take_turn(self, thread: ThreadState, agent: Agent, skipped: int) -> None:
+        rt = self.rt
+        tools = [t.spec for t in AGENT_TOOLS.values()]
+        about = f"{thread.topic} {thread.task.get('description', '')}"
+        lessons = recall(rt.store, agent.id, thread.project, about, rt.settings.runtime.episodes_in_prompt)
+        history = fit_history(thread.messages, int(agent.spec.token_limit * 0.8))
+        messages = build_messages(agent, thread, history, tools, lessons)
+        ctx = ToolContext(agent.id, thread.id)
+        thread.pending_skips = skipped
+
+        def on_retry(info: RetryInfo) -> None:
+            rt.publish(
+                ev.LLMRetry(
+                    agent_id=agent.id,
+                    thread_id=thread.id,
+                    attempt=info.attempt,
+                    delay_s=info.delay_s,
+                    reason=info.reason,
+                )
+            )
+
+        for _ in range(rt.settings.runtime.max_tool_rounds):
+            try:
+                async with rt.turn_slots:
+                    result = await rt.backend.complete(
+                        model=agent.model,
+                        messages=messages,
+                        tools=tools,
+                        max_tokens=rt.settings.model.max_output_tokens,
+                        on_retry=on_retry,
+                    )
+            except LLMError as exc:
+                self._failed_turn(thread, agent, str(exc))
+                return
+            thread.consecutive_failures = 0
+            rt.record_llm_call(agent, thread, result)
+            if not result.tool_calls:
+                text = (result.content or "").strip()
+                if text:
+                    await self.post_from_agent(agent.id, thread.id, MessageType.COMMENT, text, ends_turn=True)
+                else:
+                    self._end_turn(thread)
+                return
+            messages.append(ChatMessage("assistant", result.content, tool_calls=result.tool_calls))
+            ended = False
+            for call in result.tool_calls:
+                if ended:  # the turn is over (posted or escalated): later calls of the same reply are not run
+                    outcome_text = json.dumps({"error": "not run: your turn had already ended"})
+                    messages.append(ChatMessage("tool", outcome_text, tool_call_id=call.id))
+                    continue
+                outcome = await run_tool(rt, ctx, call.name, call.arguments)
+                rt.publish(
+                    ev.ToolCalled(
+                        agent_id=agent.id,
+                        thread_id=thread.id,
+                        tool=call.name,
+                        ok=outcome.ok,
+                        summary=excerpt(json.dumps(outcome.result), 200),
+                    )
+                )
+                messages.append(ChatMessage("tool", json.dumps(outcome.result), tool_call_id=call.id))
+                if call.name in ("bzzz_get", "bzzz_lookup") and outcome.ok:
+                    agent.working.setdefault(thread.id, {}).setdefault("notes", []).append(
+                        f"{call.name} → {outcome.result.get('count', 'ok')}"
+                    )
+                ended = ended or outcome.ends_turn
+            if ended:
+                return
+        self._end_turn(thread)  # the model used all its tool rounds without posting: the turn passes
+
+    def _end_turn(self, thread: ThreadState) -> None:
+        turns = 1 + thread.pending_skips
+        self.rt.store.end_turn(thread.id, turns)
+        thread.turn_count += turns
+        thread.pending_skips = 0
+
+    def _failed_turn(self, thread: ThreadState, agent: Agent, error: str) -> None:
+        self.rt.publish(ev.LLMFailed(agent_id=agent.id, thread_id=thread.id, error=error))
+        thread.consecutive_failures += 1
+        self._end_turn(thread)
+        if thread.consecutive_failures >= MAX_CONSECUTIVE_FAILURES:
+            self._stall(thread, f"{thread.consecutive_failures} model calls in a row failed: {error}")
+
+    # -- messages -----------------------------------------------------------------------------------------
+    def _publish_message(self, m: ThreadMessage) -> None:
+        self.rt.publish(
+            ev.MessagePosted(
+                thread_id=m.thread_id,
+                message_id=m.id,
+                seq=m.seq,
+                author=m.author,
+                role=m.role,
+                message_type=m.type.value,
+                content=m.content,
+                reply_to=m.reply_to,
+                tokens=m.tokens,
+                model=m.model,
+            )
+        )
+
+    def _active_thread(self, thread_id: str) -> ThreadState:
+        thread = self.threads.get(thread_id)
+        if thread is None:
+            raise ToolError(f"thread {thread_id!r} is not open on this node")
+        return thread
+
+    async def post_from_agent(
+        self,
+        agent_id: str,
+        thread_id: str,
+        type: MessageType,
+        text: str,
+        *,
+        reply_to: str | None = None,
+        ends_turn: bool = False,
+    ) -> ThreadMessage:
+        thread = self._active_thread(thread_id)
+        if agent_id not in thread.participant_ids:
+            raise ToolError(f"{agent_id} is not a participant of thread {thread_id}")
+        if thread.status is not ThreadStatus.ACTIVE:
+            raise ToolError(f"thread {thread_id} is {thread.status.value}; it takes no agent messages now")
+        agent = self.rt.agents[agent_id]
+        skips = thread.pending_skips if ends_turn else 0
+        message = self.rt.store.post_message(
+            thread_id,
+            author=agent_id,
+            role=agent.role,
+            type=type.value,
+            content=text,
+            reply_to=reply_to,
+            tokens=len(text) // 4,
+            model=agent.model,
+            end_turn=ends_turn,
+            skipped=skips,
+        )
+        thread.messages.append(message)
+        if ends_turn:
+            thread.turn_count += 1 + skips
+            thread.pending_skips = 0
+        self._publish_message(message)
+        return message
+
+    def post_human(self, thread_id: str, text: str, operator: str) -> ThreadMessage:
+        """An operator's message: it goes into every participant's context from their next turn on."""
+        thread = self._active_thread(thread_id)
+        message = self.rt.store.post_message(
+            thread_id, author=operator, role="human", type=MessageType.HUMAN.value, content=text
+        )
+        thread.messages.append(message)
+        self._publish_message(message)
+        thread.wake.set()
+        return message
+
+    # -- endings ------------------------------------------------------------------------------------------
+    async def request_human(
+        self, agent_id: str, thread_id: str, reason: str, priority: str, options: Sequence[str]
+    ) -> str:
+        thread = self._active_thread(thread_id)
+        agent = self.rt.agents[agent_id]
+        escalation = EscalationRow(
+            id=new_id("esc"),
+            thread_id=thread_id,
+            agent_id=agent_id,
+            rule="request_human",
+            reason=reason,
+            priority=priority,
+            default_action="hold",
+            context={
+                "excerpt": [
+                    f"{m.author} [{m.type.value}]: {excerpt(m.content)}" for m in thread.messages[-5:]
+                ],
+                "agent_state": agent.state.value,
+                "options": list(options),
+            },
+        )
+        route = self.rt.route_to(agent, AgentState.ESCALATING)
+        turns = 1 + thread.pending_skips
+        self.rt.store.raise_escalation(
+            escalation,
+            thread_status=ThreadStatus.WAITING_HUMAN.value,
+            turns=turns,
+            agent_state=AgentState.ESCALATING.value,
+        )
+        thread.turn_count += turns
+        thread.pending_skips = 0
+        thread.status = ThreadStatus.WAITING_HUMAN
+        self.rt.transition_published(agent, route, thread_id, "human intervention needed")
+        self.rt.publish(
+            ev.ThreadStatusChanged(thread_id=thread_id, status=thread.status.value, reason=reason)
+        )
+        self.rt.publish(
+            ev.EscalationRaised(
+                escalation_id=escalation.id,
+                thread_id=thread_id,
+                agent_id=agent_id,
+                rule=escalation.rule,
+                reason=reason,
+                priority=priority,
+                deadline=escalation.deadline,
+            )
+        )
+        return escalation.id
+
+    def _close_on_consensus(self, thread: ThreadState, vote: Vote) -> None:
+        proposal = next(m for m in thread.messages if m.id == vote.proposal_id)
+        agreed = tuple(sorted(vote.agreed))
+        summary = (
+            f"Decision: {proposal.content}\n\nProposed by {proposal.author}; agreed by {', '.join(agreed)}."
+        )
+        decision = DecisionRow(
+            id=new_id("dec"),
+            kind="consensus",
+            thread_id=thread.id,
+            summary=summary,
+            made_by=proposal.author,
+            data={"proposal_id": proposal.id, "agreed_by": list(agreed)},
+        )
+        self._finish(thread, ThreadStatus.CLOSED, "consensus", "done", summary, decision, vote)
+        self.rt.publish(
+            ev.ConsensusReached(
+                thread_id=thread.id, proposal_id=proposal.id, proposer=proposal.author, agreed_by=agreed
+            )
+        )
+        self.rt.publish(
+            ev.DecisionLogged(
+                thread_id=thread.id,
+                decision_id=decision.id,
+                summary=excerpt(proposal.content, 200),
+                made_by=proposal.author,
+            )
+        )
+
+    def _stall(self, thread: ThreadState, reason: str) -> None:
+        self._finish(
+            thread, ThreadStatus.STALLED, "stalled", "blocked", f"Thread stalled: {reason}.", None, None
+        )
+
+    def _finish(
+        self,
+        thread: ThreadState,
+        status: ThreadStatus,
+        outcome: str,
+        task_status: str,
+        summary: str,
+        decision: DecisionRow | None,
+        vote: Vote | None,
+    ) -> None:
+        message_type = MessageType.DECISION if decision is not None else MessageType.SUMMARY
+        closing = {"author": SYSTEM_AUTHOR, "role": "system", "type": message_type.value, "content": summary}
+        episodes = make_episodes(thread, outcome, summary, vote)
+        message = self.rt.store.close_thread(
+            thread.id,
+            status=status.value,
+            outcome=outcome,
+            task_status=task_status,
+            closing=closing,
+            decision=decision,
+            episodes=episodes,
+        )
+        thread.status = status
+        if message is not None:
+            thread.messages.append(message)
+            self._publish_message(message)
+        self.rt.publish(ev.ThreadStatusChanged(thread_id=thread.id, status=status.value, reason=outcome))
+        if thread.task_id:
+            self.rt.publish(ev.TaskStatusChanged(task_id=thread.task_id, status=task_status, reason=outcome))
+        for episode in episodes:
+            self.rt.publish(
+                ev.EpisodeRecorded(
+                    agent_id=episode.agent_id, project=episode.project, thread_id=thread.id, outcome=outcome
+                )
+            )
+        for p in thread.participants:  # closed or stalled, the thread no longer holds its agents' capacity
+            agent = self.rt.agents.get(p.agent_id)
+            if agent is not None:
+                self.leave(agent, thread)
+        self.threads.pop(thread.id, None)
+        self.rt.capacity_changed()

@@ -1,0 +1,84 @@
+"""In-memory working state of agents and threads (the store holds the durable truth; this is its live view)."""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from bzzz_console.domain.lifecycle import AgentState
+from bzzz_console.domain.threads import ThreadMessage, ThreadStatus
+from bzzz_console.runtime.specs import AgentSpec
+
+
+@dataclass
+class Agent:
+    id: str
+    spec: AgentSpec
+    model: str
+    state: AgentState
+    origin: str = "local"
+    paused: bool = False
+    threads: set[str] = field(default_factory=set)
+    working: dict[str, dict[str, Any]] = field(default_factory=dict)
+    """Working memory per thread: the task at hand and what the agent learned from tools during it."""
+
+    @property
+    def role(self) -> str:
+        return self.spec.role
+
+    @property
+    def load(self) -> int:
+        return len(self.threads)
+
+    @property
+    def can_speak(self) -> bool:
+        return (
+            self.origin == "local"
+            and not self.paused
+            and self.state
+            in (
+                AgentState.ACTIVE,
+                AgentState.COLLABORATING,
+            )
+        )
+
+    @property
+    def can_join(self) -> bool:
+        return (
+            not self.paused
+            and self.load < self.spec.max_tasks
+            and self.state in (AgentState.IDLE, AgentState.ACTIVE, AgentState.COLLABORATING)
+        )
+
+
+@dataclass
+class Participant:
+    agent_id: str
+    role: str
+
+
+@dataclass
+class ThreadState:
+    id: str
+    project: str
+    topic: str
+    status: ThreadStatus
+    participants: list[Participant]
+    messages: list[ThreadMessage]
+    turn_count: int
+    created_at: datetime
+    task_id: str | None = None
+    task: dict[str, Any] = field(default_factory=dict)
+    consecutive_failures: int = 0
+    pending_skips: int = 0
+    """Agents passed over (paused, escalating) before the current turn; counted with the turn."""
+    wake: asyncio.Event = field(default_factory=asyncio.Event)
+
+    @property
+    def participant_ids(self) -> list[str]:
+        return [p.agent_id for p in self.participants]
+
+    def role_of(self, agent_id: str) -> str:
+        return next((p.role for p in self.participants if p.agent_id == agent_id), "?")

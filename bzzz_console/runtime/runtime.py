@@ -1,0 +1,478 @@
+"""The headless runtime: one asyncio object that owns the store, the agents, the threads and the event bus.
+
+    rt = Runtime(settings)
+    events = rt.bus.subscribe()      # before start, to see start-up events too
+    async with rt:                   # migrate, register agents, restore open threads, start scheduling
+        await rt.wait_idle()
+
+It shares the caller's event loop (the console's, or ``asyncio.run`` headless) and runs unchanged in both.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import socket
+from collections.abc import Sequence
+from typing import Any
+
+from bzzz_console.config import Settings
+from bzzz_console.domain import commands as cmd
+from bzzz_console.domain import events as ev
+from bzzz_console.domain.addresses import SemanticAddress
+from bzzz_console.domain.lifecycle import AgentState, check_transition, path_to
+from bzzz_console.domain.llm import ChatResult
+from bzzz_console.domain.threads import ThreadStatus
+from bzzz_console.resources import agents_dir
+from bzzz_console.runtime.bus import EventBus
+from bzzz_console.runtime.clock import Clock, SystemClock
+from bzzz_console.runtime.conversation import Conversations
+from bzzz_console.runtime.llm import LLMBackend
+from bzzz_console.runtime.model import Agent, Participant, ThreadState
+from bzzz_console.runtime.pricing import PricingTable, load_pricing
+from bzzz_console.runtime.provider import ProviderChoice, choose_provider, make_backend
+from bzzz_console.runtime.specs import AgentSpec, load_specs
+from bzzz_console.runtime.tools import FilterCriteria, ToolError
+from bzzz_console.store.repo import NotFound, Store, to_message
+from bzzz_console.store.tables import AgentRow, TaskRow, TokenUsageRow
+
+PRIORITY_ORDER = {"urgent": 0, "high": 1, "medium": 2, "low": 3}
+
+
+class CommandError(RuntimeError):
+    """An operator command that cannot be applied; the message says why."""
+
+
+class Runtime:
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        backend: LLMBackend | None = None,
+        clock: Clock | None = None,
+        force_demo: bool = False,
+        store: Store | None = None,
+    ) -> None:
+        self.settings = settings
+        self.bus = EventBus()
+        self.clock = clock or SystemClock()
+        self.agents: dict[str, Agent] = {}
+        self.conversations = Conversations(self)
+        self.turn_slots = asyncio.Semaphore(64)
+        self.node_id = socket.gethostname()
+        self._backend = backend
+        self._force_demo = force_demo
+        self._store = store
+        self._demo_server: Any = None
+        self.provider: ProviderChoice | None = None
+        self.specs: dict[str, AgentSpec] = {}
+        self.pricing = PricingTable("unknown", {})
+        self._busy: set[str] = set()
+        self._inbox_ran = False
+        self._schedulable_pending = False
+        self._announced_tasks: set[str] = set()
+        self._idle = asyncio.Event()
+        self._inbox_wake = asyncio.Event()
+        self._inbox_task: asyncio.Task[None] | None = None
+        self._started = False
+
+    # -- lifecycle ----------------------------------------------------------------------------------------
+    @property
+    def store(self) -> Store:
+        if self._store is None:
+            raise RuntimeError("the runtime is not started")
+        return self._store
+
+    @property
+    def backend(self) -> LLMBackend:
+        if self._backend is None:
+            raise RuntimeError("the runtime is not started")
+        return self._backend
+
+    async def __aenter__(self) -> Runtime:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close("stopped")
+
+    async def start(self) -> None:
+        folder = self.settings.runtime.agents_dir or agents_dir()
+        self.specs = load_specs(folder)
+        self.pricing = (
+            load_pricing(folder / "pricing.toml") if (folder / "pricing.toml").is_file() else self.pricing
+        )
+        if self._store is None:
+            self._store = await asyncio.to_thread(Store.open, self.settings.database_url())
+        self.provider = choose_provider(self.settings, force_demo=self._force_demo)
+        if self._backend is None:
+            base_url = None
+            if self.provider.is_demo:
+                from bzzz_console.runtime.demo import start_demo_server
+
+                self._demo_server = start_demo_server(self.settings)
+                base_url = self._demo_server.base_url
+            self._backend = make_backend(self.provider, self.settings, base_url)
+        self._started = True
+        self.publish(
+            ev.RuntimeStarted(
+                node=self.node_id,
+                database=self.store.display_url,
+                provider=self.provider.label,
+                demo=self.provider.is_demo,
+                agents=sum(self.settings.runtime.fleet.values()),
+            )
+        )
+        self._register_fleet()
+        self._restore_threads()
+        self._inbox_task = asyncio.create_task(self._inbox_loop(), name="inbox")
+
+    async def close(self, reason: str = "stopped") -> None:
+        if not self._started:
+            return
+        self._started = False
+        if self._inbox_task is not None:
+            self._inbox_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._inbox_task
+        await self.conversations.stop()
+        if self._backend is not None:
+            await self._backend.aclose()
+        if self._demo_server is not None:
+            await asyncio.to_thread(self._demo_server.stop)
+        self.publish(ev.RuntimeStopped(reason=reason))
+        self.bus.close()
+        self.store.close()
+
+    def publish(self, event: ev.Event) -> None:
+        self.bus.publish(event)
+
+    def roles(self) -> list[str]:
+        return sorted(self.specs)
+
+    # -- agents -------------------------------------------------------------------------------------------
+    def _register_fleet(self) -> None:
+        rows = {row.id: row for row in self.store.agents()}
+        for role, count in self.settings.runtime.fleet.items():
+            spec = self.specs.get(role)
+            if spec is None:
+                from bzzz_console.config import ConfigError
+
+                raise ConfigError(
+                    f"key 'runtime.fleet' names role {role!r}, which has no spec in the agents folder "
+                    f"(known roles: {', '.join(self.roles())})"
+                )
+            for i in range(1, count + 1):
+                agent_id = f"{role}-{i}"
+                row = rows.get(agent_id)
+                if row is None:
+                    row = self.store.save_agent(
+                        AgentRow(
+                            id=agent_id,
+                            role=role,
+                            model=spec.model,
+                            state=AgentState.INITIALIZING.value,
+                            node_id=self.node_id,
+                            capabilities=list(spec.capabilities),
+                            max_tasks=spec.max_tasks,
+                        )
+                    )
+                agent = Agent(agent_id, spec, row.model, AgentState(row.state), paused=row.paused)
+                self.agents[agent_id] = agent
+                self.publish(ev.AgentRegistered(agent_id=agent_id, role=role, model=agent.model))
+                if agent.state is AgentState.INITIALIZING:
+                    self.transition(agent, AgentState.IDLE, None, "registration complete")
+
+    def route_to(self, agent: Agent, target: AgentState) -> list[AgentState]:
+        return path_to(agent.state, target)
+
+    def transition(self, agent: Agent, target: AgentState, thread_id: str | None, reason: str) -> None:
+        """Walk the lifecycle to ``target`` through every intermediate state, persisting each step."""
+        for state in self.route_to(agent, target):
+            check_transition(agent.id, agent.state, state)
+            self.store.set_agent_state(agent.id, state.value)
+            self.transition_published(agent, [state], thread_id, reason)
+
+    def transition_published(
+        self, agent: Agent, route: Sequence[AgentState], thread_id: str | None, reason: str
+    ) -> None:
+        """Apply and publish steps that are already persisted (e.g. inside an escalation's commit)."""
+        for state in route:
+            old = check_transition(agent.id, agent.state, state) and agent.state
+            agent.state = state
+            self.publish(
+                ev.AgentStateChanged(
+                    agent_id=agent.id, old=old.value, new=state.value, thread_id=thread_id, reason=reason
+                )
+            )
+        self.capacity_changed()
+
+    def record_llm_call(self, agent: Agent, thread: ThreadState | None, result: ChatResult) -> None:
+        cost = self.pricing.cost(result.model or agent.model, result.usage)
+        usage = result.usage
+        self.store.record_usage(
+            TokenUsageRow(
+                agent_id=agent.id,
+                thread_id=thread.id if thread else None,
+                task_id=thread.task_id if thread else None,
+                model=agent.model,
+                prompt_tokens=usage.prompt_tokens,
+                completion_tokens=usage.completion_tokens,
+                cached_tokens=usage.cached_tokens,
+                cost_usd=cost,
+                latency_ms=result.latency_s * 1000,
+                attempts=result.attempts,
+            )
+        )
+        self.publish(
+            ev.LLMCalled(
+                agent_id=agent.id,
+                thread_id=thread.id if thread else None,
+                model=agent.model,
+                prompt_tokens=usage.prompt_tokens,
+                completion_tokens=usage.completion_tokens,
+                cached_tokens=usage.cached_tokens,
+                cost_usd=cost,
+                latency_ms=round(result.latency_s * 1000, 2),
+                attempts=result.attempts,
+            )
+        )
+
+    # -- threads and tasks ------------------------------------------------------------------------------
+    def _restore_threads(self) -> None:
+        """Bring back every thread that was not finished: a restart resumes where the last run stopped."""
+        participants: dict[str, list[Participant]] = {}
+        for p in self.store.participants():
+            participants.setdefault(p.thread_id, []).append(Participant(p.agent_id, p.role))
+        for row in self.store.threads():
+            if row.status not in (ThreadStatus.ACTIVE.value, ThreadStatus.WAITING_HUMAN.value):
+                continue
+            task = self.store.get_task(row.task_id) if row.task_id else None
+            thread = ThreadState(
+                id=row.id,
+                project=row.project,
+                topic=row.topic,
+                status=ThreadStatus(row.status),
+                participants=participants.get(row.id, []),
+                messages=[to_message(m) for m in self.store.messages(row.id)],
+                turn_count=row.turn_count,
+                created_at=row.created_at,
+                task_id=row.task_id,
+                task=dict(row.shared_context.get("task_details", {})) if task else {},
+            )
+            self.conversations.threads[row.id] = thread
+            for p in thread.participants:
+                agent = self.agents.get(p.agent_id)
+                if agent is not None:
+                    agent.threads.add(row.id)
+                    agent.working[row.id] = {"task": thread.task, "notes": []}
+        for agent in self.agents.values():  # reconcile states a crash may have left half-way
+            if agent.state is AgentState.ESCALATING:
+                continue
+            if not agent.threads and agent.state in (AgentState.ACTIVE, AgentState.COLLABORATING):
+                self.transition(agent, AgentState.IDLE, None, "restored: no open thread")
+            elif agent.threads:
+                self.transition(agent, AgentState.COLLABORATING, None, "restored: thread resumed")
+        for thread in self.conversations.threads.values():
+            if thread.status is ThreadStatus.ACTIVE:
+                self.conversations.start_driver(thread)
+
+    async def _inbox_loop(self) -> None:
+        """Pick up tasks (also those written by other processes) whenever there is capacity."""
+        interval = self.settings.runtime.poll_interval_s
+        while True:
+            try:
+                self._schedule_pending()
+            except Exception as exc:  # a database hiccup must not end scheduling: report and retry
+                self.publish(ev.ErrorRaised(where="inbox", message=f"{type(exc).__name__}: {exc}"))
+            self._inbox_ran = True
+            self._update_idle()
+            self._inbox_wake.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._inbox_wake.wait(), interval)
+
+    def _schedule_pending(self) -> None:
+        pending = sorted(
+            self.store.tasks("pending"), key=lambda t: (PRIORITY_ORDER.get(t.priority, 9), t.created_at)
+        )
+        self._schedulable_pending = False
+        for task in pending:
+            self._announce(task)
+            try:
+                thread = self.conversations.start_task(task)
+            except ToolError as exc:
+                self.store.set_task_status(task.id, "blocked")
+                self.publish(ev.TaskStatusChanged(task_id=task.id, status="blocked", reason=str(exc)))
+                continue
+            if thread is None:
+                continue
+
+    def _announce(self, task: TaskRow) -> None:
+        if task.id not in self._announced_tasks:
+            self._announced_tasks.add(task.id)
+            self.publish(
+                ev.TaskAdded(
+                    task_id=task.id,
+                    project=task.project,
+                    title=task.title,
+                    roles=tuple(task.roles),
+                    priority=task.priority,
+                )
+            )
+
+    def capacity_changed(self) -> None:
+        self._inbox_wake.set()
+
+    # -- idleness -----------------------------------------------------------------------------------------
+    def mark_busy(self, thread_id: str) -> None:
+        self._busy.add(thread_id)
+        self._idle.clear()
+
+    def mark_waiting(self, thread_id: str) -> None:
+        self._busy.discard(thread_id)
+        self._update_idle()
+
+    def _update_idle(self) -> None:
+        idle = (
+            self._inbox_ran
+            and not self._busy
+            and not self._schedulable_pending
+            and not self._inbox_wake.is_set()
+        )
+        if idle and not self._idle.is_set():
+            self._idle.set()
+            threads = self.conversations.threads.values()
+            self.publish(
+                ev.RuntimeIdle(
+                    open_threads=sum(1 for t in threads if t.status is ThreadStatus.ACTIVE),
+                    waiting_on_human=sum(1 for t in threads if t.status is ThreadStatus.WAITING_HUMAN),
+                )
+            )
+        elif not idle:
+            self._idle.clear()
+
+    async def wait_idle(self) -> None:
+        """Return once no agent can make progress: threads are closed, stalled or waiting on a human."""
+        while True:
+            await self._idle.wait()
+            await asyncio.sleep(0)  # let a wake-up that raced with the idle signal clear it again
+            if self._idle.is_set():
+                return
+
+    # -- operator commands --------------------------------------------------------------------------------
+    async def submit(self, command: cmd.OperatorCommand) -> Any:
+        if isinstance(command, cmd.AddTask):
+            if not command.title.strip():
+                raise CommandError("a task needs a title")
+            task = self.store.add_task(
+                title=command.title,
+                description=command.description,
+                roles=command.roles,
+                priority=command.priority,
+                project=command.project,
+                source="console",
+            )
+            self._announce(task)
+            self._idle.clear()
+            self.capacity_changed()
+            return task
+        if isinstance(command, cmd.PostHumanMessage):
+            try:
+                return self.conversations.post_human(command.thread_id, command.text, command.operator)
+            except ToolError as exc:
+                raise CommandError(str(exc)) from None
+        if isinstance(command, cmd.Pause | cmd.Resume):
+            agent = self.agents.get(command.agent_id)
+            if agent is None:
+                raise CommandError(f"no agent {command.agent_id!r}")
+            agent.paused = isinstance(command, cmd.Pause)
+            self.store.set_agent_state(agent.id, agent.state.value, paused=agent.paused)
+            self.publish(
+                ev.AgentStateChanged(
+                    agent_id=agent.id,
+                    old=agent.state.value,
+                    new=agent.state.value,
+                    reason="paused by operator" if agent.paused else "resumed",
+                )
+            )
+            for thread_id in agent.threads:
+                thread = self.conversations.threads.get(thread_id)
+                if thread is not None:
+                    thread.wake.set()
+            return None
+        raise CommandError(f"{command.kind!r} is not handled by this runtime")
+
+    # -- reading (bzzz_get / bzzz_lookup) -------------------------------------------------------------------
+    def describe(self, target: tuple[str, str], max_history: int, include_metadata: bool) -> dict[str, Any]:
+        kind, ident = target
+        try:
+            if kind == "threads":
+                row = self.store.get_thread(ident)
+                messages = self.store.messages(ident, last=max_history) if max_history else []
+                out: dict[str, Any] = {
+                    "thread_id": row.id,
+                    "topic": row.topic,
+                    "status": row.status,
+                    "messages": [
+                        {"id": m.id, "from": m.author, "role": m.role, "type": m.type, "content": m.content}
+                        for m in messages
+                    ],
+                }
+                if include_metadata:
+                    out["metadata"] = {
+                        "project": row.project,
+                        "task_id": row.task_id,
+                        "turns": row.turn_count,
+                        "message_count": row.message_count,
+                        "created_at": row.created_at.isoformat(),
+                        "participants": [p.agent_id for p in self.store.participants(ident)],
+                    }
+                return out
+            if kind == "tasks":
+                task = self.store.get_task(ident)
+                return {
+                    "task_id": task.id,
+                    "title": task.title,
+                    "description": task.description,
+                    "roles": task.roles,
+                    "priority": task.priority,
+                    "status": task.status,
+                    "project": task.project,
+                    "thread_id": task.thread_id,
+                }
+            if kind == "agents":
+                agent = self.agents.get(ident)
+                if agent is None:
+                    raise NotFound(f"no agent {ident!r}")
+                return self._agent_info(agent)
+        except NotFound as exc:
+            raise ToolError(f"address: {exc}") from None
+        raise ToolError(f"address: /{kind} cannot be read yet")
+
+    def _agent_info(self, agent: Agent) -> dict[str, Any]:
+        return {
+            "agent_id": agent.id,
+            "role": agent.role,
+            "state": agent.state.value,
+            "model": agent.model,
+            "capabilities": list(agent.spec.capabilities),
+            "load": agent.load,
+            "max_tasks": agent.spec.max_tasks,
+            "available": agent.can_join,
+            "address": f"bzzz://{agent.id}:{agent.role}@*",
+        }
+
+    def lookup_agents(
+        self, address: SemanticAddress, criteria: FilterCriteria | None
+    ) -> list[dict[str, Any]]:
+        found = []
+        for agent in self.agents.values():
+            if not any(address.matches_agent(agent.id, name) for name in (agent.role, *agent.spec.aliases)):
+                continue
+            if criteria is not None:
+                if criteria.availability and not agent.can_join:
+                    continue
+                if criteria.expertise and not set(criteria.expertise) <= set(agent.spec.capabilities):
+                    continue
+            found.append(self._agent_info(agent))
+        return found
