@@ -69,7 +69,9 @@ def _errors() -> Iterator[None]:
         from bzzz_console.store.repo import NotFound
 
         if isinstance(exc, DatabaseError | NotFound | CommandError):
-            _fail(str(exc).strip("'\""))
+            # args[0], not str(): str() of a KeyError quotes its message, and stripping quotes would eat the
+            # closing quote of a name inside it ("no thread 'nope'").
+            _fail(exc.args[0] if exc.args and isinstance(exc.args[0], str) else str(exc))
         raise
 
 

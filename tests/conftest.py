@@ -39,10 +39,11 @@ def postgres_url() -> str:
     url = os.environ.get(POSTGRES_ENV)
     if not url:
         pytest.skip(POSTGRES_SKIP)
-    from sqlalchemy import create_engine, text
-    from sqlalchemy.pool import NullPool
+    from sqlalchemy import text
 
-    engine = create_engine(url, poolclass=NullPool)
+    from bzzz_console.store.engine import make_engine
+
+    engine = make_engine(url)
     try:
         with engine.begin() as conn:
             conn.execute(text("SET LOCAL lock_timeout = '10s'"))

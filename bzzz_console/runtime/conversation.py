@@ -165,9 +165,14 @@ class Conversations:
             self.rt.transition(agent, AgentState.IDLE, thread.id, "task complete")
 
     # -- driving ------------------------------------------------------------------------------------------
+    def wake(self, thread: ThreadState) -> None:
+        """Something changed that may let the thread go on; it counts as busy until its driver has looked."""
+        self.rt.mark_busy(thread.id)
+        thread.wake.set()
+
     def start_driver(self, thread: ThreadState) -> None:
         if thread.id in self._drivers and not self._drivers[thread.id].done():
-            thread.wake.set()
+            self.wake(thread)
             return
         self.rt.mark_busy(thread.id)
         self._drivers[thread.id] = asyncio.create_task(self._drive(thread), name=f"thread {thread.id}")
@@ -189,13 +194,13 @@ class Conversations:
                 if thread.turn_count >= self.rt.settings.runtime.max_turns:
                     self._stall(thread, f"no consensus after {thread.turn_count} turns")
                     break
-                speaker, skipped = self._next_speaker(thread)
+                speaker = self._next_speaker(thread)
                 if speaker is None:
                     thread.wake.clear()
                     self.rt.mark_waiting(thread.id)
                     await thread.wake.wait()
                     continue
-                await self._take_turn(thread, speaker, skipped)
+                await self._take_turn(thread, speaker)
         except asyncio.CancelledError:
             raise
         except Exception as exc:  # a bug must not take the whole runtime down: show it and stop this thread
@@ -205,15 +210,15 @@ class Conversations:
         finally:
             self.rt.mark_waiting(thread.id)
 
-    def _next_speaker(self, thread: ThreadState) -> tuple[Agent | None, int]:
-        n = len(thread.participants)
-        for skipped in range(n):
-            agent = self.rt.agents.get(thread.participants[(thread.turn_count + skipped) % n].agent_id)
-            if agent is not None and agent.can_speak:
-                return agent, skipped
-        return None, 0
+    def _next_speaker(self, thread: ThreadState) -> Agent | None:
+        """Strict round robin: when the agent whose turn it is cannot speak (paused, escalating elsewhere), the
+        thread waits for it rather than letting the others talk past a voice the consensus needs."""
+        if not thread.participants:
+            return None
+        agent = self.rt.agents.get(thread.participants[thread.turn_count % len(thread.participants)].agent_id)
+        return agent if agent is not None and agent.can_speak else None
 
-    async def _take_turn(self, thread: ThreadState, agent: Agent, skipped: int) -> None:
+    async def _take_turn(self, thread: ThreadState, agent: Agent) -> None:
         rt = self.rt
         tools = [t.spec for t in AGENT_TOOLS.values()]
         about = f"{thread.topic} {thread.task.get('description', '')}"
@@ -221,7 +226,6 @@ class Conversations:
         history = fit_history(thread.messages, int(agent.spec.token_limit * 0.8))
         messages = build_messages(agent, thread, history, tools, lessons)
         ctx = ToolContext(agent.id, thread.id)
-        thread.pending_skips = skipped
 
         def on_retry(info: RetryInfo) -> None:
             rt.publish(
@@ -284,10 +288,8 @@ class Conversations:
         self._end_turn(thread)  # the model used all its tool rounds without posting: the turn passes
 
     def _end_turn(self, thread: ThreadState) -> None:
-        turns = 1 + thread.pending_skips
-        self.rt.store.end_turn(thread.id, turns)
-        thread.turn_count += turns
-        thread.pending_skips = 0
+        self.rt.store.end_turn(thread.id)
+        thread.turn_count += 1
 
     def _failed_turn(self, thread: ThreadState, agent: Agent, error: str) -> None:
         self.rt.publish(ev.LLMFailed(agent_id=agent.id, thread_id=thread.id, error=error))
@@ -335,7 +337,6 @@ class Conversations:
         if thread.status is not ThreadStatus.ACTIVE:
             raise ToolError(f"thread {thread_id} is {thread.status.value}; it takes no agent messages now")
         agent = self.rt.agents[agent_id]
-        skips = thread.pending_skips if ends_turn else 0
         message = self.rt.store.post_message(
             thread_id,
             author=agent_id,
@@ -346,12 +347,10 @@ class Conversations:
             tokens=len(text) // 4,
             model=agent.model,
             end_turn=ends_turn,
-            skipped=skips,
         )
         thread.messages.append(message)
         if ends_turn:
-            thread.turn_count += 1 + skips
-            thread.pending_skips = 0
+            thread.turn_count += 1
         self._publish_message(message)
         return message
 
@@ -363,7 +362,7 @@ class Conversations:
         )
         thread.messages.append(message)
         self._publish_message(message)
-        thread.wake.set()
+        self.wake(thread)
         return message
 
     # -- endings ------------------------------------------------------------------------------------------
@@ -389,15 +388,13 @@ class Conversations:
             },
         )
         route = self.rt.route_to(agent, AgentState.ESCALATING)
-        turns = 1 + thread.pending_skips
         self.rt.store.raise_escalation(
             escalation,
             thread_status=ThreadStatus.WAITING_HUMAN.value,
-            turns=turns,
+            turns=1,
             agent_state=AgentState.ESCALATING.value,
         )
-        thread.turn_count += turns
-        thread.pending_skips = 0
+        thread.turn_count += 1
         thread.status = ThreadStatus.WAITING_HUMAN
         self.rt.transition_published(agent, route, thread_id, "human intervention needed")
         self.rt.publish(

@@ -72,8 +72,6 @@ class ThreadState:
     task_id: str | None = None
     task: dict[str, Any] = field(default_factory=dict)
     consecutive_failures: int = 0
-    pending_skips: int = 0
-    """Agents passed over (paused, escalating) before the current turn; counted with the turn."""
     wake: asyncio.Event = field(default_factory=asyncio.Event)
 
     @property

@@ -398,7 +398,7 @@ class Runtime:
             for thread_id in agent.threads:
                 thread = self.conversations.threads.get(thread_id)
                 if thread is not None:
-                    thread.wake.set()
+                    self.conversations.wake(thread)
             return None
         raise CommandError(f"{command.kind!r} is not handled by this runtime")
 

@@ -226,7 +226,6 @@ class Store:
         tokens: int = 0,
         model: str | None = None,
         end_turn: bool = False,
-        skipped: int = 0,
         at: datetime | None = None,
     ) -> ThreadMessage:
         """Append a message with the thread's next sequence number; ``end_turn`` also counts an agent turn.
@@ -243,7 +242,7 @@ class Store:
                 self._writer = self.engine.connect()
             with self._writer.begin():
                 seq = self._writer.execute(
-                    bump, {"tid": thread_id, "at": when, "turns": 1 + skipped if end_turn else 0}
+                    bump, {"tid": thread_id, "at": when, "turns": 1 if end_turn else 0}
                 ).scalar_one_or_none()
                 if seq is None:
                     raise NotFound(f"no thread {thread_id!r}")
