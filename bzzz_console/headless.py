@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import signal
 import sys
-from typing import TextIO
+from typing import Any, TextIO
 
 from bzzz_console.config import Settings
 from bzzz_console.domain.events import to_json
@@ -63,7 +63,7 @@ async def run_headless(
     try:
         await runtime.start()
         try:
-            waiters = [asyncio.create_task(stop.wait())]
+            waiters: list[asyncio.Task[Any]] = [asyncio.create_task(stop.wait())]
             if exit_when_idle:
                 waiters.append(asyncio.create_task(runtime.wait_idle()))
             _, pending = await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)

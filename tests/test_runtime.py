@@ -32,8 +32,13 @@ def make_settings(tmp_path: Path, **runtime: Any) -> Settings:
 
 def add_demo_tasks(rt: Runtime, project: str = "default") -> None:
     for t in DEMO_TASKS:
-        rt.store.add_task(title=t["title"], description=t["description"], roles=t["roles"], priority=t["priority"],
-                          project=project)
+        rt.store.add_task(
+            title=t["title"],
+            description=t["description"],
+            roles=t["roles"],
+            priority=t["priority"],
+            project=project,
+        )
 
 
 async def run_until_idle(rt: Runtime, timeout: float = 30) -> None:
@@ -73,7 +78,10 @@ async def test_demo_team_reaches_consensus_twice_and_escalates_once(tmp_path: Pa
     assert any(u.cached_tokens > 0 for u in usage)
     assert all(u.cost_usd is not None and u.cost_usd > 0 for u in usage)
     # participants of closed threads learned something, in this project
-    closed_participants = {p.agent_id for p in Store.participants(rt.store, threads["Design the rate limiter for the public API"].id)}
+    closed_participants = {
+        p.agent_id
+        for p in Store.participants(rt.store, threads["Design the rate limiter for the public API"].id)
+    }
     for agent_id in closed_participants:
         assert any(e.outcome == "consensus" and e.lessons for e in episodes[agent_id])
     tools_used = {e.tool for e in seen if isinstance(e, ev.ToolCalled)}
@@ -94,7 +102,9 @@ async def test_restart_restores_waiting_thread_and_escalating_agent(tmp_path: Pa
         await run_until_idle(rt2)
         assert list(rt2.conversations.threads) == waiting
         assert [a.id for a in rt2.agents.values() if a.state is AgentState.ESCALATING] == escalating
-        assert not any(isinstance(e, ev.AgentRegistered) and e.agent_id not in rt2.agents for e in events.drain())
+        assert not any(
+            isinstance(e, ev.AgentRegistered) and e.agent_id not in rt2.agents for e in events.drain()
+        )
         # nothing was re-run: no new messages after the restart
         assert not any(isinstance(e, ev.MessagePosted) for e in events.drain())
 
@@ -103,8 +113,12 @@ async def test_memory_is_scoped_to_its_project(tmp_path: Path) -> None:
     settings = make_settings(tmp_path, fleet={"architect": 1, "reviewer": 1})
     rt = Runtime(settings, force_demo=True)
     async with rt:
-        task = {"title": "Design the rate limiter for the public API", "description": "limits per key",
-                "roles": ["architect", "reviewer"], "priority": "high"}
+        task = {
+            "title": "Design the rate limiter for the public API",
+            "description": "limits per key",
+            "roles": ["architect", "reviewer"],
+            "priority": "high",
+        }
         rt.store.add_task(**task, project="alpha")
         rt.capacity_changed()
         await run_until_idle(rt)
@@ -121,7 +135,9 @@ async def test_memory_is_scoped_to_its_project(tmp_path: Path) -> None:
         rt.capacity_changed()
         await asyncio.sleep(0.1)
         await run_until_idle(rt)
-        alpha_prompts = [m["content"] for r in server.requests for m in r["messages"] if m["role"] == "system"]
+        alpha_prompts = [
+            m["content"] for r in server.requests for m in r["messages"] if m["role"] == "system"
+        ]
     assert beta_prompts and alpha_prompts
     assert not any("Lessons from your earlier work" in p for p in beta_prompts)
     assert not any("public API" in p for p in beta_prompts)
@@ -129,8 +145,15 @@ async def test_memory_is_scoped_to_its_project(tmp_path: Path) -> None:
 
 
 def _post(thread_hint: str, kind: str, text: str) -> ScriptedToolCall:
-    return ScriptedToolCall("bzzz_post", {"target_address": "bzzz://*@*", "thread_id": thread_hint,
-                                          "message_type": kind, "content": {"text": text}})
+    return ScriptedToolCall(
+        "bzzz_post",
+        {
+            "target_address": "bzzz://*@*",
+            "thread_id": thread_hint,
+            "message_type": kind,
+            "content": {"text": text},
+        },
+    )
 
 
 class Scripted:
@@ -150,26 +173,41 @@ class Scripted:
 
 async def _with_server(tmp_path: Path, responder: Any, **runtime: Any) -> tuple[Runtime, ScriptedServer]:
     server = ScriptedServer(responder).start()
-    backend = OpenAIBackend(base_url=server.base_url, api_key="test",
-                            policy=RetryPolicy(max_attempts=2, base_delay_s=0.01, timeout_s=5))
+    backend = OpenAIBackend(
+        base_url=server.base_url,
+        api_key="test",
+        policy=RetryPolicy(max_attempts=2, base_delay_s=0.01, timeout_s=5),
+    )
     settings = make_settings(tmp_path, fleet={"architect": 1, "reviewer": 1}, **runtime)
     return Runtime(settings, backend=backend), server
 
 
 async def test_bad_tool_arguments_come_back_as_errors_and_the_turn_goes_on(tmp_path: Path) -> None:
-    responder = Scripted([
-        lambda t: ScriptedReply(tool_calls=(ScriptedToolCall("bzzz_post", {"target_address": "bzzz://a b@x",
-                                                                           "message_type": "shout",
-                                                                           "content": {}}),)),
-        lambda t: ScriptedReply(tool_calls=(_post(t, "proposal", "Use a token bucket."),)),
-        lambda t: ScriptedReply(tool_calls=(_post(t, "agree", "Fine by me."),)),
-    ])
+    responder = Scripted(
+        [
+            lambda t: ScriptedReply(
+                tool_calls=(
+                    ScriptedToolCall(
+                        "bzzz_post",
+                        {"target_address": "bzzz://a b@x", "message_type": "shout", "content": {}},
+                    ),
+                )
+            ),
+            lambda t: ScriptedReply(tool_calls=(_post(t, "proposal", "Use a token bucket."),)),
+            lambda t: ScriptedReply(tool_calls=(_post(t, "agree", "Fine by me."),)),
+        ]
+    )
     rt, server = await _with_server(tmp_path, responder)
     events = rt.bus.subscribe()
     try:
         async with rt:
-            rt.store.add_task(title="Pick an algorithm", description="", roles=["architect", "reviewer"],
-                              priority="low", project="default")
+            rt.store.add_task(
+                title="Pick an algorithm",
+                description="",
+                roles=["architect", "reviewer"],
+                priority="low",
+                project="default",
+            )
             rt.capacity_changed()
             await run_until_idle(rt)
             [thread] = rt.store.threads()
@@ -190,8 +228,13 @@ async def test_model_failures_are_retried_then_stall_the_thread(tmp_path: Path) 
     events = rt.bus.subscribe()
     try:
         async with rt:
-            rt.store.add_task(title="Anything", description="", roles=["architect", "reviewer"], priority="low",
-                              project="default")
+            rt.store.add_task(
+                title="Anything",
+                description="",
+                roles=["architect", "reviewer"],
+                priority="low",
+                project="default",
+            )
             rt.capacity_changed()
             await run_until_idle(rt)
             [thread] = rt.store.threads()
@@ -214,8 +257,13 @@ async def test_paused_agent_holds_its_turn_and_human_messages_reach_the_next_pro
     events = rt.bus.subscribe()
     try:
         async with rt:
-            rt.store.add_task(title="Plan", description="", roles=["architect", "reviewer"], priority="low",
-                              project="default")
+            rt.store.add_task(
+                title="Plan",
+                description="",
+                roles=["architect", "reviewer"],
+                priority="low",
+                project="default",
+            )
             rt.capacity_changed()
             while not any(isinstance(e, ev.ThreadCreated) for e in events.drain()):
                 await asyncio.sleep(0.01)
@@ -223,8 +271,13 @@ async def test_paused_agent_holds_its_turn_and_human_messages_reach_the_next_pro
             await run_until_idle(rt)
             [thread_id] = list(rt.conversations.threads)
             # the architect spoke once; the paused reviewer holds the next turn, so the thread waits
-            assert len(responder.calls) == 1 and "agent_id: architect-1" in responder.calls[0]["messages"][0]["content"]
-            await rt.submit(cmd.PostHumanMessage(thread_id=thread_id, text="Keep it under 5 ms.", operator="ops"))
+            assert (
+                len(responder.calls) == 1
+                and "agent_id: architect-1" in responder.calls[0]["messages"][0]["content"]
+            )
+            await rt.submit(
+                cmd.PostHumanMessage(thread_id=thread_id, text="Keep it under 5 ms.", operator="ops")
+            )
             replies.append(lambda t: ScriptedReply(tool_calls=(_post(t, "agree", "Agreed."),)))
             await rt.submit(cmd.Resume(agent_id="reviewer-1"))
             await run_until_idle(rt)
@@ -241,8 +294,9 @@ async def test_task_for_a_role_nobody_has_is_blocked_with_a_reason(tmp_path: Pat
     rt = Runtime(make_settings(tmp_path, fleet={"architect": 1}), force_demo=True)
     events = rt.bus.subscribe()
     async with rt:
-        task = rt.store.add_task(title="Security audit", description="", roles=["reviewer"], priority="high",
-                                 project="default")
+        task = rt.store.add_task(
+            title="Security audit", description="", roles=["reviewer"], priority="high", project="default"
+        )
         rt.capacity_changed()
         await run_until_idle(rt)
         status = rt.store.get_task(task.id).status

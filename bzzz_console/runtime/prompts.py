@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from bzzz_console.domain.llm import ChatMessage, ToolSpec
+from bzzz_console.domain.llm import ChatMessage, ChatRole, ToolSpec
 from bzzz_console.domain.threads import ThreadMessage
 from bzzz_console.runtime.model import Agent, ThreadState
 
@@ -86,7 +86,7 @@ def build_messages(
     """The whole prompt of one turn. Own messages go back as ``assistant`` turns, everyone else's as ``user``."""
     messages = [ChatMessage("system", build_system_prompt(agent, thread, tools, lessons))]
     for message in history:
-        role = "assistant" if message.author == agent.id else "user"
+        role: ChatRole = "assistant" if message.author == agent.id else "user"
         messages.append(ChatMessage(role, format_history_line(message)))
     messages.append(ChatMessage("user", format_task(agent, thread)))
     return messages

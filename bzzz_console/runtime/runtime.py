@@ -261,8 +261,8 @@ class Runtime:
                 task=dict(row.shared_context.get("task_details", {})) if task else {},
             )
             self.conversations.threads[row.id] = thread
-            for p in thread.participants:
-                agent = self.agents.get(p.agent_id)
+            for member in thread.participants:
+                agent = self.agents.get(member.agent_id)
                 if agent is not None:
                     agent.threads.add(row.id)
                     agent.working[row.id] = {"task": thread.task, "notes": []}

@@ -38,7 +38,7 @@ if TYPE_CHECKING:
 
 
 @cache
-def _hot_statements() -> tuple[ReturningUpdate[tuple[int]], Insert]:
+def _hot_statements() -> tuple[ReturningUpdate[Any], Insert]:
     threads = ThreadRow.__table__  # type: ignore[attr-defined]
     bump = (
         update(threads)
@@ -241,12 +241,12 @@ class Store:
             if self._writer is None:
                 self._writer = self.engine.connect()
             with self._writer.begin():
-                seq = self._writer.execute(
+                seq: int | None = self._writer.execute(
                     bump, {"tid": thread_id, "at": when, "turns": 1 if end_turn else 0}
                 ).scalar_one_or_none()
                 if seq is None:
                     raise NotFound(f"no thread {thread_id!r}")
-                values = {
+                values: dict[str, Any] = {
                     "id": f"{thread_id}#{seq}",
                     "thread_id": thread_id,
                     "seq": seq,
