@@ -7,19 +7,16 @@ that cannot speak right now); threads run concurrently. Every step persists firs
 from __future__ import annotations
 
 import asyncio
-import json
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from bzzz_console.domain import events as ev
 from bzzz_console.domain.lifecycle import AgentState
-from bzzz_console.domain.llm import ChatMessage, RetryInfo
-from bzzz_console.domain.threads import SYSTEM_AUTHOR, MessageType, ThreadMessage, ThreadStatus, Vote, tally
-from bzzz_console.runtime.llm import LLMError
-from bzzz_console.runtime.memory import excerpt, fit_history, make_episodes, recall
+from bzzz_console.domain.threads import SYSTEM_AUTHOR, MessageType, ThreadMessage, ThreadStatus, Vote
+from bzzz_console.runtime.memory import excerpt, make_episodes
 from bzzz_console.runtime.model import Agent, Participant, ThreadState
-from bzzz_console.runtime.prompts import build_messages
-from bzzz_console.runtime.tools import AGENT_TOOLS, ToolContext, ToolError, run_tool
+from bzzz_console.runtime.tools import ToolError
+from bzzz_console.runtime.turns import TurnTaking
 from bzzz_console.store.repo import new_id
 from bzzz_console.store.tables import (
     DecisionRow,
@@ -33,7 +30,6 @@ from bzzz_console.store.tables import (
 if TYPE_CHECKING:
     from bzzz_console.runtime.runtime import Runtime
 
-MAX_CONSECUTIVE_FAILURES = 3
 
 
 def review_prompt(task: TaskRow, participants: Sequence[Participant]) -> str:
@@ -47,7 +43,7 @@ def review_prompt(task: TaskRow, participants: Sequence[Participant]) -> str:
     )
 
 
-class Conversations:
+class Conversations(TurnTaking):
     def __init__(self, rt: Runtime) -> None:
         self.rt = rt
         self.threads: dict[str, ThreadState] = {}
@@ -163,140 +159,6 @@ class Conversations:
         agent.working.pop(thread.id, None)
         if not agent.threads and agent.state in (AgentState.ACTIVE, AgentState.COLLABORATING):
             self.rt.transition(agent, AgentState.IDLE, thread.id, "task complete")
-
-    # -- driving ------------------------------------------------------------------------------------------
-    def wake(self, thread: ThreadState) -> None:
-        """Something changed that may let the thread go on; it counts as busy until its driver has looked."""
-        self.rt.mark_busy(thread.id)
-        thread.wake.set()
-
-    def start_driver(self, thread: ThreadState) -> None:
-        if thread.id in self._drivers and not self._drivers[thread.id].done():
-            self.wake(thread)
-            return
-        self.rt.mark_busy(thread.id)
-        self._drivers[thread.id] = asyncio.create_task(self._drive(thread), name=f"thread {thread.id}")
-
-    async def stop(self) -> None:
-        for task in self._drivers.values():
-            task.cancel()
-        await asyncio.gather(*self._drivers.values(), return_exceptions=True)
-        self._drivers.clear()
-
-    async def _drive(self, thread: ThreadState) -> None:
-        try:
-            while thread.status is ThreadStatus.ACTIVE:
-                self.rt.mark_busy(thread.id)
-                vote = tally(thread.participant_ids, thread.messages)
-                if vote.reached:
-                    self._close_on_consensus(thread, vote)
-                    break
-                if thread.turn_count >= self.rt.settings.runtime.max_turns:
-                    self._stall(thread, f"no consensus after {thread.turn_count} turns")
-                    break
-                speaker = self._next_speaker(thread)
-                if speaker is None:
-                    thread.wake.clear()
-                    self.rt.mark_waiting(thread.id)
-                    await thread.wake.wait()
-                    continue
-                await self._take_turn(thread, speaker)
-        except asyncio.CancelledError:
-            raise
-        except Exception as exc:  # a bug must not take the whole runtime down: show it and stop this thread
-            self.rt.publish(
-                ev.ErrorRaised(where=f"thread {thread.id}", message=f"{type(exc).__name__}: {exc}")
-            )
-        finally:
-            self.rt.mark_waiting(thread.id)
-
-    def _next_speaker(self, thread: ThreadState) -> Agent | None:
-        """Strict round robin: when the agent whose turn it is cannot speak (paused, escalating elsewhere), the
-        thread waits for it rather than letting the others talk past a voice the consensus needs."""
-        if not thread.participants:
-            return None
-        agent = self.rt.agents.get(thread.participants[thread.turn_count % len(thread.participants)].agent_id)
-        return agent if agent is not None and agent.can_speak else None
-
-    async def _take_turn(self, thread: ThreadState, agent: Agent) -> None:
-        rt = self.rt
-        tools = [t.spec for t in AGENT_TOOLS.values()]
-        about = f"{thread.topic} {thread.task.get('description', '')}"
-        lessons = recall(rt.store, agent.id, thread.project, about, rt.settings.runtime.episodes_in_prompt)
-        history = fit_history(thread.messages, int(agent.spec.token_limit * 0.8))
-        messages = build_messages(agent, thread, history, tools, lessons)
-        ctx = ToolContext(agent.id, thread.id)
-
-        def on_retry(info: RetryInfo) -> None:
-            rt.publish(
-                ev.LLMRetry(
-                    agent_id=agent.id,
-                    thread_id=thread.id,
-                    attempt=info.attempt,
-                    delay_s=info.delay_s,
-                    reason=info.reason,
-                )
-            )
-
-        for _ in range(rt.settings.runtime.max_tool_rounds):
-            try:
-                async with rt.turn_slots:
-                    result = await rt.backend.complete(
-                        model=agent.model,
-                        messages=messages,
-                        tools=tools,
-                        max_tokens=rt.settings.model.max_output_tokens,
-                        on_retry=on_retry,
-                    )
-            except LLMError as exc:
-                self._failed_turn(thread, agent, str(exc))
-                return
-            thread.consecutive_failures = 0
-            rt.record_llm_call(agent, thread, result)
-            if not result.tool_calls:
-                text = (result.content or "").strip()
-                if text:
-                    await self.post_from_agent(agent.id, thread.id, MessageType.COMMENT, text, ends_turn=True)
-                else:
-                    self._end_turn(thread)
-                return
-            messages.append(ChatMessage("assistant", result.content, tool_calls=result.tool_calls))
-            ended = False
-            for call in result.tool_calls:
-                if ended:  # the turn is over (posted or escalated): later calls of the same reply are not run
-                    outcome_text = json.dumps({"error": "not run: your turn had already ended"})
-                    messages.append(ChatMessage("tool", outcome_text, tool_call_id=call.id))
-                    continue
-                outcome = await run_tool(rt, ctx, call.name, call.arguments)
-                rt.publish(
-                    ev.ToolCalled(
-                        agent_id=agent.id,
-                        thread_id=thread.id,
-                        tool=call.name,
-                        ok=outcome.ok,
-                        summary=excerpt(json.dumps(outcome.result), 200),
-                    )
-                )
-                messages.append(ChatMessage("tool", json.dumps(outcome.result), tool_call_id=call.id))
-                if call.name in ("bzzz_get", "bzzz_lookup") and outcome.ok:
-                    agent.working.setdefault(thread.id, {}).setdefault("notes", []).append(
-                        f"{call.name} → {outcome.result.get('count', 'ok')}"
-                    )
-                ended = ended or outcome.ends_turn
-            if ended:
-                return
-        self._end_turn(thread)  # the model used all its tool rounds without posting: the turn passes
-
-    def _end_turn(self, thread: ThreadState) -> None:
-        self.rt.store.end_turn(thread.id)
-        thread.turn_count += 1
-
-    def _failed_turn(self, thread: ThreadState, agent: Agent, error: str) -> None:
-        self.rt.publish(ev.LLMFailed(agent_id=agent.id, thread_id=thread.id, error=error))
-        thread.consecutive_failures += 1
-        self._end_turn(thread)
-        if thread.consecutive_failures >= MAX_CONSECUTIVE_FAILURES:
-            self._stall(thread, f"{thread.consecutive_failures} model calls in a row failed: {error}")
 
     # -- messages -----------------------------------------------------------------------------------------
     def _publish_message(self, m: ThreadMessage) -> None:

@@ -19,7 +19,6 @@ from typing import Any
 from bzzz_console.config import Settings
 from bzzz_console.domain import commands as cmd
 from bzzz_console.domain import events as ev
-from bzzz_console.domain.addresses import SemanticAddress
 from bzzz_console.domain.lifecycle import AgentState, check_transition, path_to
 from bzzz_console.domain.llm import ChatResult
 from bzzz_console.domain.threads import ThreadStatus
@@ -32,8 +31,8 @@ from bzzz_console.runtime.model import Agent, Participant, ThreadState
 from bzzz_console.runtime.pricing import PricingTable, load_pricing
 from bzzz_console.runtime.provider import ProviderChoice, choose_provider, make_backend
 from bzzz_console.runtime.specs import AgentSpec, load_specs
-from bzzz_console.runtime.tools import FilterCriteria, ToolError
-from bzzz_console.store.repo import NotFound, Store, to_message
+from bzzz_console.runtime.tools import ToolError
+from bzzz_console.store.repo import Store, to_message
 from bzzz_console.store.tables import AgentRow, TaskRow, TokenUsageRow
 
 PRIORITY_ORDER = {"urgent": 0, "high": 1, "medium": 2, "low": 3}
@@ -401,78 +400,3 @@ class Runtime:
                     self.conversations.wake(thread)
             return None
         raise CommandError(f"{command.kind!r} is not handled by this runtime")
-
-    # -- reading (bzzz_get / bzzz_lookup) -------------------------------------------------------------------
-    def describe(self, target: tuple[str, str], max_history: int, include_metadata: bool) -> dict[str, Any]:
-        kind, ident = target
-        try:
-            if kind == "threads":
-                row = self.store.get_thread(ident)
-                messages = self.store.messages(ident, last=max_history) if max_history else []
-                out: dict[str, Any] = {
-                    "thread_id": row.id,
-                    "topic": row.topic,
-                    "status": row.status,
-                    "messages": [
-                        {"id": m.id, "from": m.author, "role": m.role, "type": m.type, "content": m.content}
-                        for m in messages
-                    ],
-                }
-                if include_metadata:
-                    out["metadata"] = {
-                        "project": row.project,
-                        "task_id": row.task_id,
-                        "turns": row.turn_count,
-                        "message_count": row.message_count,
-                        "created_at": row.created_at.isoformat(),
-                        "participants": [p.agent_id for p in self.store.participants(ident)],
-                    }
-                return out
-            if kind == "tasks":
-                task = self.store.get_task(ident)
-                return {
-                    "task_id": task.id,
-                    "title": task.title,
-                    "description": task.description,
-                    "roles": task.roles,
-                    "priority": task.priority,
-                    "status": task.status,
-                    "project": task.project,
-                    "thread_id": task.thread_id,
-                }
-            if kind == "agents":
-                agent = self.agents.get(ident)
-                if agent is None:
-                    raise NotFound(f"no agent {ident!r}")
-                return self._agent_info(agent)
-        except NotFound as exc:
-            raise ToolError(f"address: {exc}") from None
-        raise ToolError(f"address: /{kind} cannot be read yet")
-
-    def _agent_info(self, agent: Agent) -> dict[str, Any]:
-        return {
-            "agent_id": agent.id,
-            "role": agent.role,
-            "state": agent.state.value,
-            "model": agent.model,
-            "capabilities": list(agent.spec.capabilities),
-            "load": agent.load,
-            "max_tasks": agent.spec.max_tasks,
-            "available": agent.can_join,
-            "address": f"bzzz://{agent.id}:{agent.role}@*",
-        }
-
-    def lookup_agents(
-        self, address: SemanticAddress, criteria: FilterCriteria | None
-    ) -> list[dict[str, Any]]:
-        found = []
-        for agent in self.agents.values():
-            if not any(address.matches_agent(agent.id, name) for name in (agent.role, *agent.spec.aliases)):
-                continue
-            if criteria is not None:
-                if criteria.availability and not agent.can_join:
-                    continue
-                if criteria.expertise and not set(criteria.expertise) <= set(agent.spec.capabilities):
-                    continue
-            found.append(self._agent_info(agent))
-        return found

@@ -141,12 +141,16 @@ async def _get(rt: Runtime, ctx: ToolContext, args: GetArgs) -> ToolOutcome:
     address = _address(args.address, "address")
     if address.target is None:
         raise ToolError("address: must name a thing, e.g. bzzz://*@project/threads/<id> or /tasks/<id>")
-    return ToolOutcome(rt.describe(address.target, args.max_history, args.include_metadata), ok=True)
+    from bzzz_console.runtime.directory import describe
+
+    return ToolOutcome(describe(rt, address.target, args.max_history, args.include_metadata), ok=True)
 
 
 async def _lookup(rt: Runtime, ctx: ToolContext, args: LookupArgs) -> ToolOutcome:
     address = _address(args.semantic_address, "semantic_address")
-    matches = rt.lookup_agents(address, args.filter_criteria)
+    from bzzz_console.runtime.directory import lookup_agents
+
+    matches = lookup_agents(rt, address, args.filter_criteria)
     return ToolOutcome({"address": address.format(), "matches": matches, "count": len(matches)}, ok=True)
 
 

@@ -13,11 +13,12 @@ from datetime import datetime
 from functools import cache
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import bindparam, case, func, insert, update
+from sqlalchemy import bindparam, func, insert, update
 from sqlmodel import Session, col, select
 
 from bzzz_console.domain.threads import MessageType, ThreadMessage
 from bzzz_console.store.engine import make_engine, redact_url, secure_sqlite_file, upgrade
+from bzzz_console.store.spend import SpendQueries
 from bzzz_console.store.tables import (
     AgentRow,
     DecisionRow,
@@ -27,7 +28,6 @@ from bzzz_console.store.tables import (
     ParticipantRow,
     TaskRow,
     ThreadRow,
-    TokenUsageRow,
     now_utc,
     utc,
 )
@@ -61,7 +61,7 @@ class NotFound(LookupError):
     pass
 
 
-class Store:
+class Store(SpendQueries):
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
         self._writer: Connection | None = None
@@ -365,40 +365,6 @@ class Store:
                 s.add(decision)
             s.add_all(list(episodes))
             s.commit()
-
-    # -- spend ---------------------------------------------------------------------------------------------
-    def record_usage(self, row: TokenUsageRow) -> None:
-        with self.session() as s:
-            s.add(row)
-            s.commit()
-
-    def thread_costs(self) -> dict[str, tuple[float, bool]]:
-        """thread id → (known cost in USD, whether some call of it has an unknown cost)."""
-        with self.session() as s:
-            rows = s.execute(
-                select(
-                    TokenUsageRow.thread_id,
-                    func.sum(TokenUsageRow.cost_usd),
-                    func.sum(case((col(TokenUsageRow.cost_usd).is_(None), 1), else_=0)),
-                ).group_by(col(TokenUsageRow.thread_id))
-            ).all()
-        return {tid: (float(cost or 0.0), bool(unknown)) for tid, cost, unknown in rows if tid is not None}
-
-    def agent_costs(self) -> dict[str, tuple[float, int]]:
-        """agent id → (known cost in USD, total tokens)."""
-        with self.session() as s:
-            rows = s.execute(
-                select(
-                    TokenUsageRow.agent_id,
-                    func.sum(TokenUsageRow.cost_usd),
-                    func.sum(TokenUsageRow.prompt_tokens + TokenUsageRow.completion_tokens),
-                ).group_by(col(TokenUsageRow.agent_id))
-            ).all()
-        return {aid: (float(cost or 0.0), int(tokens or 0)) for aid, cost, tokens in rows}
-
-    def usage(self) -> list[TokenUsageRow]:
-        with self.session() as s:
-            return list(s.exec(select(TokenUsageRow).order_by(col(TokenUsageRow.id))))
 
     # -- escalations, decisions, episodes ----------------------------------------------------------------
     def raise_escalation(
