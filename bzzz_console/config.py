@@ -71,6 +71,49 @@ class RuntimeSettings(_Section):
     """How many relevant past episodes of the same project go into an agent's prompt."""
 
 
+class BudgetSettings(_Section):
+    daily_usd: float | None = Field(5.0, ge=0)
+    """Global spend limit per UTC day across all agents of this node; unset = no global limit."""
+    thread_usd: float | None = Field(1.0, ge=0)
+    """Spend limit of one thread over its whole life; unset = none."""
+    warn_at: tuple[float, ...] = (0.8, 0.95)
+    """Shares of a budget at which a warning event is published (once per budget and period)."""
+    reserve_fraction: float = Field(0.05, ge=0, le=0.5)
+    """Share of a budget held back so an agent stopped by a breach can still write a final answer."""
+
+
+class EscalationSettings(_Section):
+    rules_file: Path | None = None
+    """Escalation rules (TOML); unset = ``escalation.toml`` in the agents folder."""
+    check_interval_s: float = Field(1.0, gt=0, le=60)
+    """How often time-based rules and escalation deadlines are checked."""
+    operator: str = Field("operator", min_length=1, max_length=64)
+    """Name recorded with decisions made on this machine."""
+
+
+class OptimizerSettings(_Section):
+    enabled: bool = True
+    """Compress long threads and use cheaper models for routine turns (the seed's cost optimizer)."""
+    compress_at: float = Field(0.8, gt=0, le=1)
+    """Compress a prompt when its estimate passes this share of the agent's token limit."""
+    summarize_after: int = Field(12, ge=4)
+    """Summarize-and-truncate threads longer than this many messages."""
+    keep_recent: int = Field(6, ge=1)
+    """Messages kept verbatim at the end of a compressed thread."""
+    model_ladder: dict[str, str] = Field(
+        default_factory=lambda: {
+            "gpt-4o": "gpt-4o-mini",
+            "gpt-4.1": "gpt-4.1-mini",
+            "gpt-4.1-mini": "gpt-4.1-nano",
+            "gpt-5": "gpt-5-mini",
+            "gpt-5-mini": "gpt-5-nano",
+        }
+    )
+    """Cheaper model for each model: used for routine turns and by the operator's "downgrade model"."""
+    cheaper_for_routine: bool = True
+    """Use the next model down the ladder for routine turns (a vote on a settled proposal)."""
+
+
 class StoreSettings(_Section):
     url: str | None = None
     """SQLAlchemy URL; unset = SQLite (WAL) ``bzzz.db`` in the user data dir.
@@ -86,6 +129,14 @@ class Settings(_Section):
     """The scripted demo model used when no API key is configured."""
     runtime: RuntimeSettings = RuntimeSettings()
     """The agent fleet, thread limits and how the runtime schedules work."""
+    budgets: BudgetSettings = BudgetSettings()
+    """Spend limits and warnings."""
+    escalation: EscalationSettings = EscalationSettings()
+    """Escalation rules and decisions."""
+    optimizer: OptimizerSettings = OptimizerSettings()
+    """The context and model optimizer."""
+    pricing: dict[str, dict[str, float]] = Field(default_factory=dict)
+    """Price overrides or additions, USD per million tokens: ``{"my-model": {"input": 1, "output": 2}}``."""
     store: StoreSettings = StoreSettings()
     """Where threads, tasks, decisions and episodes are persisted."""
     data_dir: Path | None = None
@@ -209,7 +260,7 @@ def describe_settings(settings: Settings) -> str:
         else:
             doc = " ".join((field.description or "").split())
             top += [f"# {doc}", f"{name} = {_toml_value(value)}"]
-    return "\n".join(top + lines)
+    return "\n".join(lines[:1] + top + lines[1:])
 
 
 def _toml_value(value: Any) -> str:

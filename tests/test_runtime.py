@@ -67,7 +67,7 @@ async def test_demo_team_reaches_consensus_twice_and_escalates_once(tmp_path: Pa
     disputed = threads["Review the schema migration for the audit table"]
     assert disputed.status == "waiting_human"
     [escalation] = escalations
-    assert (escalation.rule, escalation.state, escalation.thread_id) == ("request_human", "open", disputed.id)
+    assert (escalation.rule, escalation.state, escalation.thread_id) == ("Agent Request", "open", disputed.id)
     assert agents[escalation.agent_id].state == AgentState.ESCALATING.value
     # every published lifecycle step is legal in the seed's diagram
     for e in seen:
@@ -221,32 +221,30 @@ async def test_bad_tool_arguments_come_back_as_errors_and_the_turn_goes_on(tmp_p
     assert thread.status == "closed" and thread.outcome == "consensus"
 
 
-async def test_model_failures_are_retried_then_stall_the_thread(tmp_path: Path) -> None:
+async def test_model_failures_are_retried_then_escalate_by_the_error_rate_rule(tmp_path: Path) -> None:
     responder = Scripted([])
     rt, server = await _with_server(tmp_path, responder)
     server.inject(*[Fault.server_error(503)] * 20)
     events = rt.bus.subscribe()
     try:
         async with rt:
-            rt.store.add_task(
-                title="Anything",
-                description="",
-                roles=["architect", "reviewer"],
-                priority="low",
-                project="default",
-            )
+            rt.store.add_task(title="Anything", description="", roles=["architect", "reviewer"], priority="low",
+                              project="default")
             rt.capacity_changed()
             await run_until_idle(rt)
             [thread] = rt.store.threads()
-            states = {a.id: a.state for a in rt.agents.values()}
+            [escalation] = rt.store.escalations()
+            failed_rows = [u for u in rt.store.usage() if u.error]
     finally:
         server.stop()
     seen = events.drain()
-    assert sum(isinstance(e, ev.LLMRetry) for e in seen) == 3
+    assert sum(isinstance(e, ev.LLMRetry) for e in seen) == 3  # one retry per call (max_attempts=2)
     failures = [e for e in seen if isinstance(e, ev.LLMFailed)]
     assert len(failures) == 3 and "503" in failures[0].error
-    assert thread.status == "stalled"
-    assert set(states.values()) == {AgentState.IDLE}
+    assert len(failed_rows) == 3  # failed calls are recorded: they feed the error rate
+    assert escalation.rule == "Error Rate" and escalation.state == "open"
+    assert escalation.default_action == "reject"
+    assert thread.status == "waiting_human"
 
 
 async def test_paused_agent_holds_its_turn_and_human_messages_reach_the_next_prompt(tmp_path: Path) -> None:

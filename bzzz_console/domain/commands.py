@@ -84,6 +84,14 @@ class Terminate(Command):
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class HandBack(Command):
+    """Budget escalations: the agent writes a final answer from its reserve and the thread closes as partial."""
+
+    kind: Literal["hand_back"] = "hand_back"
+    escalation_id: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class Pause(Command):
     kind: Literal["pause"] = "pause"
     agent_id: str
@@ -105,6 +113,11 @@ OperatorCommand = (
     | RaiseBudget
     | DowngradeModel
     | Terminate
+    | HandBack
     | Pause
     | Resume
 )
+
+
+Decision = Approve | Reject | Reply | Reassign | RaiseBudget | DowngradeModel | Terminate | HandBack
+"""The commands that answer an escalation."""

@@ -191,6 +191,57 @@ class EscalationRaised(Event):
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class EscalationAnswered(Event):
+    kind: Literal["escalation_answered"] = "escalation_answered"
+    escalation_id: str
+    thread_id: str | None
+    agent_id: str | None
+    decision: str
+    """approve, reject, reply, reassign, raise_budget, downgrade_model, terminate or hand_back."""
+    by: str
+    detail: str = ""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class EscalationExpired(Event):
+    """The deadline passed unanswered: recorded as expired (never as a rejection); the default action ran."""
+
+    kind: Literal["escalation_expired"] = "escalation_expired"
+    escalation_id: str
+    thread_id: str | None
+    default_action: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class BudgetWarning(Event):
+    kind: Literal["budget_warning"] = "budget_warning"
+    scope: str
+    """global, agent or thread."""
+    key: str
+    share: float
+    """The warning threshold that was crossed (0.8, 0.95 …); 1.0 means breached."""
+    spent_usd: float
+    limit_usd: float
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ParticipantsChanged(Event):
+    kind: Literal["participants_changed"] = "participants_changed"
+    thread_id: str
+    participants: tuple[str, ...]
+    reason: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ContextCompressed(Event):
+    kind: Literal["context_compressed"] = "context_compressed"
+    agent_id: str
+    thread_id: str
+    full_tokens: int
+    sent_tokens: int
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class EpisodeRecorded(Event):
     kind: Literal["episode_recorded"] = "episode_recorded"
     agent_id: str
@@ -234,6 +285,11 @@ RuntimeEvent = (
     | DecisionLogged
     | ThreadStatusChanged
     | EscalationRaised
+    | EscalationAnswered
+    | EscalationExpired
+    | BudgetWarning
+    | ParticipantsChanged
+    | ContextCompressed
     | EpisodeRecorded
     | ErrorRaised
     | EventsDropped

@@ -7,7 +7,7 @@ that cannot speak right now); threads run concurrently. Every step persists firs
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
 from bzzz_console.domain import events as ev
@@ -20,7 +20,6 @@ from bzzz_console.runtime.turns import TurnTaking
 from bzzz_console.store.repo import new_id
 from bzzz_console.store.tables import (
     DecisionRow,
-    EscalationRow,
     MessageRow,
     ParticipantRow,
     TaskRow,
@@ -29,7 +28,6 @@ from bzzz_console.store.tables import (
 
 if TYPE_CHECKING:
     from bzzz_console.runtime.runtime import Runtime
-
 
 
 def review_prompt(task: TaskRow, participants: Sequence[Participant]) -> str:
@@ -216,64 +214,125 @@ class Conversations(TurnTaking):
         self._publish_message(message)
         return message
 
-    def post_human(self, thread_id: str, text: str, operator: str) -> ThreadMessage:
+    def post_human(self, thread_id: str, text: str, operator: str, *, wake: bool = True) -> ThreadMessage:
         """An operator's message: it goes into every participant's context from their next turn on."""
         thread = self._active_thread(thread_id)
         message = self.rt.store.post_message(
-            thread_id, author=operator, role="human", type=MessageType.HUMAN.value, content=text
+            thread_id,
+            author=operator,
+            role="human",
+            type=MessageType.HUMAN.value,
+            content=text,
+            at=self.rt.clock.now(),
         )
         thread.messages.append(message)
         self._publish_message(message)
-        self.wake(thread)
+        if wake:
+            self.wake(thread)
         return message
 
     # -- endings ------------------------------------------------------------------------------------------
     async def request_human(
         self, agent_id: str, thread_id: str, reason: str, priority: str, options: Sequence[str]
     ) -> str:
+        """The agent's own call for a human: an escalation under the rules file's request_human rule."""
         thread = self._active_thread(thread_id)
-        agent = self.rt.agents[agent_id]
-        escalation = EscalationRow(
-            id=new_id("esc"),
-            thread_id=thread_id,
-            agent_id=agent_id,
-            rule="request_human",
-            reason=reason,
-            priority=priority,
-            default_action="hold",
-            context={
-                "excerpt": [
-                    f"{m.author} [{m.type.value}]: {excerpt(m.content)}" for m in thread.messages[-5:]
-                ],
-                "agent_state": agent.state.value,
-                "options": list(options),
-            },
+        if thread.status is not ThreadStatus.ACTIVE:
+            raise ToolError(f"thread {thread_id} is {thread.status.value}; it is already waiting")
+        rule = self.rt.escalations.rule_for_request()
+        escalation_id = self.rt.escalations.raise_for(
+            thread, self.rt.agents[agent_id], rule, reason, priority=priority, options=options, turns=1
         )
-        route = self.rt.route_to(agent, AgentState.ESCALATING)
-        self.rt.store.raise_escalation(
-            escalation,
-            thread_status=ThreadStatus.WAITING_HUMAN.value,
-            turns=1,
-            agent_state=AgentState.ESCALATING.value,
-        )
-        thread.turn_count += 1
-        thread.status = ThreadStatus.WAITING_HUMAN
-        self.rt.transition_published(agent, route, thread_id, "human intervention needed")
+        return escalation_id
+
+    # -- participants and resumption (escalation decisions) ---------------------------------------------
+    def speaker_of(self, thread: ThreadState) -> Agent | None:
+        if not thread.participants:
+            return None
+        return self.rt.agents.get(thread.participants[thread.turn_count % len(thread.participants)].agent_id)
+
+    def invite(self, thread: ThreadState, wanted: Callable[[Agent], bool], reason: str) -> Agent | None:
+        """Bring one more agent into a thread (an architect, an expert): the least loaded that fits."""
+        free = [
+            a
+            for a in self.rt.agents.values()
+            if wanted(a) and a.can_join and a.id not in thread.participant_ids
+        ]
+        agent = min(free, key=lambda a: (a.load, a.id), default=None)
+        if agent is None:
+            self.rt.publish(
+                ev.ErrorRaised(where=f"thread {thread.id}", message=f"{reason}: no free agent fits")
+            )
+            return None
+        self.rt.store.add_participant(thread.id, agent.id, agent.role)
+        thread.participants.append(Participant(agent.id, agent.role))
+        self.join(agent, thread)
         self.rt.publish(
-            ev.ThreadStatusChanged(thread_id=thread_id, status=thread.status.value, reason=reason)
-        )
-        self.rt.publish(
-            ev.EscalationRaised(
-                escalation_id=escalation.id,
-                thread_id=thread_id,
-                agent_id=agent_id,
-                rule=escalation.rule,
-                reason=reason,
-                priority=priority,
-                deadline=escalation.deadline,
+            ev.ParticipantsChanged(
+                thread_id=thread.id,
+                participants=tuple(thread.participant_ids),
+                reason=f"{agent.id} joined: {reason}",
             )
         )
-        return escalation.id
+        return agent
+
+    def replace_participant(self, thread: ThreadState, old: Agent, new: Agent) -> None:
+        self.rt.store.replace_participant(thread.id, old.id, new.id, new.role)
+        thread.participants = [
+            Participant(new.id, new.role) if p.agent_id == old.id else p for p in thread.participants
+        ]
+        self._release(old, thread, "reassigned by the operator")
+        self.join(new, thread)
+        self.rt.publish(
+            ev.ParticipantsChanged(
+                thread_id=thread.id,
+                participants=tuple(thread.participant_ids),
+                reason=f"{old.id} reassigned to {new.id}",
+            )
+        )
+
+    def remove_participant(self, thread: ThreadState, agent: Agent, reason: str) -> None:
+        self.rt.store.remove_participant(thread.id, agent.id)
+        thread.participants = [p for p in thread.participants if p.agent_id != agent.id]
+        agent.threads.discard(thread.id)
+        agent.working.pop(thread.id, None)
+        self.rt.publish(
+            ev.ParticipantsChanged(
+                thread_id=thread.id,
+                participants=tuple(thread.participant_ids),
+                reason=f"{agent.id} left: {reason}",
+            )
+        )
+        if not thread.participants:
+            self._stall(thread, "no participant left")
+
+    def _release(self, agent: Agent, thread: ThreadState, reason: str) -> None:
+        """An escalated agent handing its seat over: back to work elsewhere, or idle."""
+        if agent.state is AgentState.ESCALATING:
+            self.rt.transition(agent, AgentState.ACTIVE, thread.id, reason)
+        self.leave(agent, thread)
+        if agent.threads and agent.state is AgentState.ACTIVE:
+            self.rt.transition(agent, AgentState.COLLABORATING, None, "back to its other threads")
+
+    def resume_agent(self, agent: Agent, reason: str) -> None:
+        self.rt.transition(agent, AgentState.ACTIVE, None, reason)
+        if any(
+            len(t.participants) > 1 for t in (self.threads.get(i) for i in agent.threads) if t is not None
+        ):
+            self.rt.transition(agent, AgentState.COLLABORATING, None, "multi-agent context")
+        for thread_id in agent.threads:
+            thread = self.threads.get(thread_id)
+            if thread is not None:
+                self.wake(thread)
+
+    def resume_thread(self, thread: ThreadState, reason: str) -> None:
+        self.rt.store.set_thread_status_only(thread.id, ThreadStatus.ACTIVE.value)
+        thread.status = ThreadStatus.ACTIVE
+        thread.calls.clear()  # a fresh start for the error-rate rule
+        self.rt.publish(
+            ev.ThreadStatusChanged(thread_id=thread.id, status=thread.status.value, reason=reason)
+        )
+        self.start_driver(thread)
 
     def _close_on_consensus(self, thread: ThreadState, vote: Vote) -> None:
         proposal = next(m for m in thread.messages if m.id == vote.proposal_id)
@@ -302,6 +361,13 @@ class Conversations(TurnTaking):
                 summary=excerpt(proposal.content, 200),
                 made_by=proposal.author,
             )
+        )
+
+    def _finish_partial(self, thread: ThreadState) -> None:
+        summary = next((m for m in reversed(thread.messages) if m.type is MessageType.SUMMARY), None)
+        text = summary.content if summary else "The work was handed back without a final answer."
+        self._finish(
+            thread, ThreadStatus.CLOSED, "partial", "done", f"Partial result (budget): {text}", None, None
         )
 
     def _stall(self, thread: ThreadState, reason: str) -> None:

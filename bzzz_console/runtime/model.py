@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections import deque
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -72,6 +73,11 @@ class ThreadState:
     task_id: str | None = None
     task: dict[str, Any] = field(default_factory=dict)
     consecutive_failures: int = 0
+    calls: deque[tuple[datetime, bool]] = field(default_factory=lambda: deque(maxlen=50))
+    """(when, ok) of recent model calls, for the error-rate rule."""
+    in_turn: bool = False
+    finalizing: str | None = None
+    """Agent that writes the final answer of a handed-back thread; the thread closes as partial after it."""
     wake: asyncio.Event = field(default_factory=asyncio.Event)
 
     @property

@@ -23,11 +23,14 @@ from bzzz_console.domain.lifecycle import AgentState, check_transition, path_to
 from bzzz_console.domain.llm import ChatResult
 from bzzz_console.domain.threads import ThreadStatus
 from bzzz_console.resources import agents_dir
+from bzzz_console.runtime.budgets import Budgets
 from bzzz_console.runtime.bus import EventBus
 from bzzz_console.runtime.clock import Clock, SystemClock
 from bzzz_console.runtime.conversation import Conversations
+from bzzz_console.runtime.escalations import Escalations
 from bzzz_console.runtime.llm import LLMBackend
 from bzzz_console.runtime.model import Agent, Participant, ThreadState
+from bzzz_console.runtime.operator import CommandError
 from bzzz_console.runtime.pricing import PricingTable, load_pricing
 from bzzz_console.runtime.provider import ProviderChoice, choose_provider, make_backend
 from bzzz_console.runtime.specs import AgentSpec, load_specs
@@ -36,10 +39,7 @@ from bzzz_console.store.repo import Store, to_message
 from bzzz_console.store.tables import AgentRow, TaskRow, TokenUsageRow
 
 PRIORITY_ORDER = {"urgent": 0, "high": 1, "medium": 2, "low": 3}
-
-
-class CommandError(RuntimeError):
-    """An operator command that cannot be applied; the message says why."""
+__all__ = ["CommandError", "Runtime"]
 
 
 class Runtime:
@@ -57,6 +57,8 @@ class Runtime:
         self.clock = clock or SystemClock()
         self.agents: dict[str, Agent] = {}
         self.conversations = Conversations(self)
+        self.budgets = Budgets(self)
+        self.escalations: Escalations
         self.turn_slots = asyncio.Semaphore(64)
         self.node_id = socket.gethostname()
         self._backend = backend
@@ -98,6 +100,7 @@ class Runtime:
     async def start(self) -> None:
         folder = self.settings.runtime.agents_dir or agents_dir()
         self.specs = load_specs(folder)
+        self.escalations = Escalations(self)
         self.pricing = (
             load_pricing(folder / "pricing.toml") if (folder / "pricing.toml").is_file() else self.pricing
         )
@@ -122,8 +125,10 @@ class Runtime:
                 agents=sum(self.settings.runtime.fleet.values()),
             )
         )
+        self.budgets.load()
         self._register_fleet()
         self._restore_threads()
+        self.escalations.start()
         self._inbox_task = asyncio.create_task(self._inbox_loop(), name="inbox")
 
     async def close(self, reason: str = "stopped") -> None:
@@ -134,6 +139,7 @@ class Runtime:
             self._inbox_task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._inbox_task
+        await self.escalations.stop()
         await self.conversations.stop()
         if self._backend is not None:
             await self._backend.aclose()
@@ -206,15 +212,22 @@ class Runtime:
             )
         self.capacity_changed()
 
-    def record_llm_call(self, agent: Agent, thread: ThreadState | None, result: ChatResult) -> None:
-        cost = self.pricing.cost(result.model or agent.model, result.usage)
+    def record_llm_call(
+        self, agent: Agent, thread: ThreadState | None, result: ChatResult, model: str
+    ) -> None:
+        """Persist a call's usage and cost (the money is spent even if the turn is later lost), then publish."""
+        cost = self.pricing.cost(model, result.usage)
         usage = result.usage
+        now = self.clock.now()
+        if thread is not None:
+            thread.calls.append((now, True))
         self.store.record_usage(
             TokenUsageRow(
+                at=now,
                 agent_id=agent.id,
                 thread_id=thread.id if thread else None,
                 task_id=thread.task_id if thread else None,
-                model=agent.model,
+                model=model,
                 prompt_tokens=usage.prompt_tokens,
                 completion_tokens=usage.completion_tokens,
                 cached_tokens=usage.cached_tokens,
@@ -227,7 +240,7 @@ class Runtime:
             ev.LLMCalled(
                 agent_id=agent.id,
                 thread_id=thread.id if thread else None,
-                model=agent.model,
+                model=model,
                 prompt_tokens=usage.prompt_tokens,
                 completion_tokens=usage.completion_tokens,
                 cached_tokens=usage.cached_tokens,
@@ -236,6 +249,23 @@ class Runtime:
                 attempts=result.attempts,
             )
         )
+        self.budgets.spent(agent.id, thread.id if thread else None, cost)
+
+    def record_failed_call(self, agent: Agent, thread: ThreadState | None, model: str, error: str) -> None:
+        now = self.clock.now()
+        if thread is not None:
+            thread.calls.append((now, False))
+        self.store.record_usage(
+            TokenUsageRow(
+                at=now,
+                agent_id=agent.id,
+                thread_id=thread.id if thread else None,
+                task_id=thread.task_id if thread else None,
+                model=model,
+                error=error[:2000],
+            )
+        )
+        self.publish(ev.LLMFailed(agent_id=agent.id, thread_id=thread.id if thread else None, error=error))
 
     # -- threads and tasks ------------------------------------------------------------------------------
     def _restore_threads(self) -> None:
@@ -266,7 +296,7 @@ class Runtime:
                     agent.threads.add(row.id)
                     agent.working[row.id] = {"task": thread.task, "notes": []}
         for agent in self.agents.values():  # reconcile states a crash may have left half-way
-            if agent.state is AgentState.ESCALATING:
+            if agent.state in (AgentState.ESCALATING, AgentState.TERMINATING, AgentState.INITIALIZING):
                 continue
             if not agent.threads and agent.state in (AgentState.ACTIVE, AgentState.COLLABORATING):
                 self.transition(agent, AgentState.IDLE, None, "restored: no open thread")
@@ -360,43 +390,7 @@ class Runtime:
 
     # -- operator commands --------------------------------------------------------------------------------
     async def submit(self, command: cmd.OperatorCommand) -> Any:
-        if isinstance(command, cmd.AddTask):
-            if not command.title.strip():
-                raise CommandError("a task needs a title")
-            task = self.store.add_task(
-                title=command.title,
-                description=command.description,
-                roles=command.roles,
-                priority=command.priority,
-                project=command.project,
-                source="console",
-            )
-            self._announce(task)
-            self._idle.clear()
-            self.capacity_changed()
-            return task
-        if isinstance(command, cmd.PostHumanMessage):
-            try:
-                return self.conversations.post_human(command.thread_id, command.text, command.operator)
-            except ToolError as exc:
-                raise CommandError(str(exc)) from None
-        if isinstance(command, cmd.Pause | cmd.Resume):
-            agent = self.agents.get(command.agent_id)
-            if agent is None:
-                raise CommandError(f"no agent {command.agent_id!r}")
-            agent.paused = isinstance(command, cmd.Pause)
-            self.store.set_agent_state(agent.id, agent.state.value, paused=agent.paused)
-            self.publish(
-                ev.AgentStateChanged(
-                    agent_id=agent.id,
-                    old=agent.state.value,
-                    new=agent.state.value,
-                    reason="paused by operator" if agent.paused else "resumed",
-                )
-            )
-            for thread_id in agent.threads:
-                thread = self.conversations.threads.get(thread_id)
-                if thread is not None:
-                    self.conversations.wake(thread)
-            return None
-        raise CommandError(f"{command.kind!r} is not handled by this runtime")
+        """Apply an operator command; raises CommandError with a clear message when it cannot be applied."""
+        from bzzz_console.runtime.operator import apply_command
+
+        return apply_command(self, command)

@@ -15,13 +15,19 @@ from bzzz_console.domain.threads import MessageType, ThreadMessage, ThreadStatus
 from bzzz_console.runtime.llm import LLMError
 from bzzz_console.runtime.memory import excerpt, fit_history, recall
 from bzzz_console.runtime.model import Agent, ThreadState
+from bzzz_console.runtime.optimizer import choose_model, is_routine_turn, plan_context
 from bzzz_console.runtime.prompts import build_messages
 from bzzz_console.runtime.tools import AGENT_TOOLS, ToolContext, run_tool
 
 if TYPE_CHECKING:
     from bzzz_console.runtime.runtime import Runtime
 
-MAX_CONSECUTIVE_FAILURES = 3
+MAX_CONSECUTIVE_FAILURES = 6
+"""A backstop for a rules file without an error-rate rule: the thread stalls instead of failing forever."""
+FINAL_ANSWER = (
+    "Your budget is exhausted and the operator asked for the partial work. Post your final answer now with "
+    "bzzz_post, message_type summary: what is decided, what is open, and what you would do next."
+)
 
 
 class TurnTaking:
@@ -48,6 +54,9 @@ class TurnTaking:
     def _stall(self, thread: ThreadState, reason: str) -> None:
         raise NotImplementedError
 
+    def _finish_partial(self, thread: ThreadState) -> None:
+        raise NotImplementedError
+
     # -- driving ------------------------------------------------------------------------------------------
     def wake(self, thread: ThreadState) -> None:
         """Something changed that may let the thread go on; it counts as busy until its driver has looked."""
@@ -71,6 +80,9 @@ class TurnTaking:
         try:
             while thread.status is ThreadStatus.ACTIVE:
                 self.rt.mark_busy(thread.id)
+                if thread.finalizing:
+                    await self._final_answer(thread)
+                    break
                 vote = tally(thread.participant_ids, thread.messages)
                 if vote.reached:
                     self._close_on_consensus(thread, vote)
@@ -79,12 +91,18 @@ class TurnTaking:
                     self._stall(thread, f"no consensus after {thread.turn_count} turns")
                     break
                 speaker = self._next_speaker(thread)
+                if speaker is not None and self.rt.escalations.check(thread, speaker):
+                    break  # a rule fired: the thread waits for a human
                 if speaker is None:
                     thread.wake.clear()
                     self.rt.mark_waiting(thread.id)
                     await thread.wake.wait()
                     continue
-                await self._take_turn(thread, speaker)
+                thread.in_turn = True
+                try:
+                    await self._take_turn(thread, speaker)
+                finally:
+                    thread.in_turn = False
         except asyncio.CancelledError:
             raise
         except Exception as exc:  # a bug must not take the whole runtime down: show it and stop this thread
@@ -94,6 +112,18 @@ class TurnTaking:
         finally:
             self.rt.mark_waiting(thread.id)
 
+    async def _final_answer(self, thread: ThreadState) -> None:
+        """A handed-back thread: its agent writes a final summary from the budget reserve, then it closes."""
+        agent = self.rt.agents.get(thread.finalizing or "")
+        thread.finalizing = None
+        if agent is not None and agent.can_speak:
+            thread.in_turn = True
+            try:
+                await self._take_turn(thread, agent, final=True)
+            finally:
+                thread.in_turn = False
+        self._finish_partial(thread)
+
     def _next_speaker(self, thread: ThreadState) -> Agent | None:
         """Strict round robin: when the agent whose turn it is cannot speak (paused, escalating elsewhere), the
         thread waits for it rather than letting the others talk past a voice the consensus needs."""
@@ -102,13 +132,45 @@ class TurnTaking:
         agent = self.rt.agents.get(thread.participants[thread.turn_count % len(thread.participants)].agent_id)
         return agent if agent is not None and agent.can_speak else None
 
-    async def _take_turn(self, thread: ThreadState, agent: Agent) -> None:
+    def _plan(self, thread: ThreadState, agent: Agent, final: bool) -> tuple[list[ChatMessage], str]:
+        """The prompt and the model of one turn, after the optimizer had its say."""
         rt = self.rt
+        settings = rt.settings.optimizer
         tools = [t.spec for t in AGENT_TOOLS.values()]
         about = f"{thread.topic} {thread.task.get('description', '')}"
         lessons = recall(rt.store, agent.id, thread.project, about, rt.settings.runtime.episodes_in_prompt)
-        history = fit_history(thread.messages, int(agent.spec.token_limit * 0.8))
+        model = agent.model
+        if settings.enabled:
+            plan = plan_context(
+                thread.messages,
+                token_budget=agent.spec.token_limit,
+                compress_at=settings.compress_at,
+                summarize_after=settings.summarize_after,
+                keep_recent=settings.keep_recent,
+            )
+            history = list(plan.history)
+            if plan.summarized is not None:
+                rt.publish(
+                    ev.ContextCompressed(
+                        agent_id=agent.id,
+                        thread_id=thread.id,
+                        full_tokens=plan.full_tokens,
+                        sent_tokens=plan.sent_tokens,
+                    )
+                )
+            routine = settings.cheaper_for_routine and is_routine_turn(agent.id, thread.messages)
+            model = choose_model(agent.model, settings.model_ladder, routine=routine)
+        else:
+            history = fit_history(thread.messages, int(agent.spec.token_limit * 0.8))
         messages = build_messages(agent, thread, history, tools, lessons)
+        if final:
+            messages.append(ChatMessage("user", FINAL_ANSWER))
+        return messages, model
+
+    async def _take_turn(self, thread: ThreadState, agent: Agent, *, final: bool = False) -> None:
+        rt = self.rt
+        tools = [t.spec for t in AGENT_TOOLS.values()]
+        messages, model = self._plan(thread, agent, final)
         ctx = ToolContext(agent.id, thread.id)
 
         def on_retry(info: RetryInfo) -> None:
@@ -126,21 +188,22 @@ class TurnTaking:
             try:
                 async with rt.turn_slots:
                     result = await rt.backend.complete(
-                        model=agent.model,
+                        model=model,
                         messages=messages,
                         tools=tools,
                         max_tokens=rt.settings.model.max_output_tokens,
                         on_retry=on_retry,
                     )
             except LLMError as exc:
-                self._failed_turn(thread, agent, str(exc))
+                self._failed_turn(thread, agent, model, str(exc))
                 return
             thread.consecutive_failures = 0
-            rt.record_llm_call(agent, thread, result)
+            rt.record_llm_call(agent, thread, result, model)
             if not result.tool_calls:
                 text = (result.content or "").strip()
                 if text:
-                    await self.post_from_agent(agent.id, thread.id, MessageType.COMMENT, text, ends_turn=True)
+                    kind = MessageType.SUMMARY if final else MessageType.COMMENT
+                    await self.post_from_agent(agent.id, thread.id, kind, text, ends_turn=True)
                 else:
                     self._end_turn(thread)
                 return
@@ -175,8 +238,8 @@ class TurnTaking:
         self.rt.store.end_turn(thread.id)
         thread.turn_count += 1
 
-    def _failed_turn(self, thread: ThreadState, agent: Agent, error: str) -> None:
-        self.rt.publish(ev.LLMFailed(agent_id=agent.id, thread_id=thread.id, error=error))
+    def _failed_turn(self, thread: ThreadState, agent: Agent, model: str, error: str) -> None:
+        self.rt.record_failed_call(agent, thread, model, error)
         thread.consecutive_failures += 1
         self._end_turn(thread)
         if thread.consecutive_failures >= MAX_CONSECUTIVE_FAILURES:

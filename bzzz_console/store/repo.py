@@ -18,12 +18,12 @@ from sqlmodel import Session, col, select
 
 from bzzz_console.domain.threads import MessageType, ThreadMessage
 from bzzz_console.store.engine import make_engine, redact_url, secure_sqlite_file, upgrade
+from bzzz_console.store.escalations import EscalationQueries
 from bzzz_console.store.spend import SpendQueries
 from bzzz_console.store.tables import (
     AgentRow,
     DecisionRow,
     EpisodeRow,
-    EscalationRow,
     MessageRow,
     ParticipantRow,
     TaskRow,
@@ -61,7 +61,7 @@ class NotFound(LookupError):
     pass
 
 
-class Store(SpendQueries):
+class Store(SpendQueries, EscalationQueries):
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
         self._writer: Connection | None = None
@@ -366,34 +366,7 @@ class Store(SpendQueries):
             s.add_all(list(episodes))
             s.commit()
 
-    # -- escalations, decisions, episodes ----------------------------------------------------------------
-    def raise_escalation(
-        self, row: EscalationRow, *, thread_status: str | None, turns: int = 0, agent_state: str | None = None
-    ) -> None:
-        """The escalation, the thread's pause, the turn it ended and the agent's state: one commit."""
-        with self.session() as s:
-            s.add(row)
-            if row.thread_id and thread_status:
-                s.execute(
-                    update(ThreadRow)
-                    .where(col(ThreadRow.id) == row.thread_id)
-                    .values(status=thread_status, turn_count=ThreadRow.turn_count + turns)
-                )
-            if row.agent_id and agent_state:
-                s.execute(
-                    update(AgentRow)
-                    .where(col(AgentRow.id) == row.agent_id)
-                    .values(state=agent_state, updated_at=now_utc())
-                )
-            s.commit()
-
-    def escalations(self, state: str | None = None) -> list[EscalationRow]:
-        with self.session() as s:
-            query = select(EscalationRow).order_by(col(EscalationRow.created_at))
-            if state is not None:
-                query = query.where(EscalationRow.state == state)
-            return list(s.exec(query))
-
+    # -- decisions, episodes ----------------------------------------------------------------------------
     def decisions(self, thread_id: str | None = None) -> list[DecisionRow]:
         with self.session() as s:
             query = select(DecisionRow).order_by(col(DecisionRow.created_at))

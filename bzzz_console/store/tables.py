@@ -10,7 +10,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import JSON, Column, DateTime, Index, Text, UniqueConstraint
+from sqlalchemy import JSON, Boolean, Column, DateTime, Index, Text, UniqueConstraint, false
 from sqlmodel import Field, SQLModel
 
 
@@ -137,6 +137,10 @@ class EscalationRow(SQLModel, table=True):
         default=None, sa_column=Column(DateTime(timezone=True), nullable=True)
     )
     answered_by: str | None = Field(default=None, max_length=128)
+    decision: dict[str, Any] | None = Field(default=None, sa_column=Column(JSON, nullable=True))
+    """What was decided (kind, text, note …), or for an expired one the default action that was applied."""
+    applied: bool = Field(default=False, sa_column=Column(Boolean, nullable=False, server_default=false()))
+    """Whether the runtime has carried the decision out (a CLI in another process only records it)."""
 
 
 class TokenUsageRow(SQLModel, table=True):
@@ -154,6 +158,21 @@ class TokenUsageRow(SQLModel, table=True):
     cost_usd: float | None = None
     latency_ms: float = 0.0
     attempts: int = 1
+    error: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
+    """Set for a call that failed for good: it counts towards the error rate, with the tokens it cost (if any)."""
+
+
+class BudgetRow(SQLModel, table=True):
+    """An operator's budget for a scope, overriding the configured one (``raise budget`` writes here)."""
+
+    __tablename__ = "budgets"
+    scope: str = Field(primary_key=True, max_length=16)
+    """``global`` (per day), ``agent`` (per day) or ``thread`` (its lifetime)."""
+    key: str = Field(primary_key=True, max_length=64)
+    """The agent or thread id; ``*`` for the global budget."""
+    limit_usd: float
+    updated_at: datetime = _when()
+    updated_by: str = Field(default="operator", max_length=128)
 
 
 class EpisodeRow(SQLModel, table=True):

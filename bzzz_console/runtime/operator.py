@@ -1,0 +1,108 @@
+"""Operator commands applied to a running runtime (the console, the CLI through the store, remote consoles)."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from bzzz_console.domain import commands as cmd
+from bzzz_console.domain import events as ev
+from bzzz_console.domain.lifecycle import AgentState
+from bzzz_console.runtime.tools import ToolError
+from bzzz_console.store.escalations import AlreadyDecided
+from bzzz_console.store.repo import NotFound
+
+if TYPE_CHECKING:
+    from bzzz_console.runtime.runtime import Runtime
+
+
+class CommandError(RuntimeError):
+    """An operator command that cannot be applied; the message says why."""
+
+
+DECISIONS = (
+    cmd.Approve,
+    cmd.Reject,
+    cmd.Reply,
+    cmd.Reassign,
+    cmd.RaiseBudget,
+    cmd.DowngradeModel,
+    cmd.HandBack,
+)
+
+
+def apply_command(rt: Runtime, command: cmd.OperatorCommand) -> Any:
+    if isinstance(command, DECISIONS) or (isinstance(command, cmd.Terminate) and command.escalation_id):
+        return _decide(rt, command)
+    if isinstance(command, cmd.Terminate):
+        agent = rt.agents.get(command.agent_id)
+        if agent is None:
+            raise CommandError(f"no agent {command.agent_id!r}")
+        if agent.state is AgentState.TERMINATING:
+            raise CommandError(f"agent {agent.id} is already terminating")
+        for thread_id in list(agent.threads):
+            thread = rt.conversations.threads.get(thread_id)
+            if thread is not None:
+                rt.conversations.remove_participant(thread, agent, "terminated by the operator")
+        if agent.state in (AgentState.ACTIVE, AgentState.COLLABORATING):
+            rt.transition(agent, AgentState.IDLE, None, "work handed back before termination")
+        rt.transition(agent, AgentState.TERMINATING, None, "terminated by the operator")
+        return None
+    if isinstance(command, cmd.AddTask):
+        if not command.title.strip():
+            raise CommandError("a task needs a title")
+        task = rt.store.add_task(
+            title=command.title,
+            description=command.description,
+            roles=command.roles,
+            priority=command.priority,
+            project=command.project,
+            source="console",
+        )
+        rt._announce(task)
+        rt._idle.clear()
+        rt.capacity_changed()
+        return task
+    if isinstance(command, cmd.PostHumanMessage):
+        try:
+            return rt.conversations.post_human(command.thread_id, command.text, command.operator)
+        except ToolError as exc:
+            raise CommandError(str(exc)) from None
+    if isinstance(command, cmd.Pause | cmd.Resume):
+        agent = rt.agents.get(command.agent_id)
+        if agent is None:
+            raise CommandError(f"no agent {command.agent_id!r}")
+        agent.paused = isinstance(command, cmd.Pause)
+        rt.store.set_agent_state(agent.id, agent.state.value, paused=agent.paused)
+        rt.publish(
+            ev.AgentStateChanged(
+                agent_id=agent.id,
+                old=agent.state.value,
+                new=agent.state.value,
+                reason="paused by operator" if agent.paused else "resumed",
+            )
+        )
+        for thread_id in agent.threads:
+            thread = rt.conversations.threads.get(thread_id)
+            if thread is not None:
+                rt.conversations.wake(thread)
+        return None
+    raise CommandError(f"{command.kind!r} is not handled by this runtime")
+
+
+def _validate(command: cmd.Decision) -> None:
+    if isinstance(command, cmd.Reject) and not command.reason.strip():
+        raise CommandError("a rejection needs a reason")
+    if isinstance(command, cmd.Reply) and not command.text.strip():
+        raise CommandError("a reply needs text")
+    if isinstance(command, cmd.RaiseBudget) and not command.amount_usd > 0:
+        raise CommandError("raise the budget by a positive amount of USD")
+    if isinstance(command, cmd.Reassign) and not command.to.strip():
+        raise CommandError("reassign to an agent id or a role")
+
+
+def _decide(rt: Runtime, command: cmd.Decision) -> Any:
+    _validate(command)
+    try:
+        return rt.escalations.decide(command)
+    except (AlreadyDecided, NotFound) as exc:
+        raise CommandError(str(exc).strip("'\"")) from None
