@@ -37,6 +37,14 @@ app.add_typer(threads_app, name="threads")
 app.add_typer(db_app, name="db")
 app.add_typer(config_app, name="config")
 
+
+def _register_ops() -> None:
+    from bzzz_console.cli_ops import escalations_app, spend
+
+    app.add_typer(escalations_app, name="escalations")
+    app.command("spend")(spend)
+
+
 DbOption = Annotated[
     str | None,
     typer.Option(
@@ -341,17 +349,27 @@ def config_show(config: ConfigOption = None, as_json: JsonOption = False) -> Non
 
 
 def _table(rows: list[dict[str, Any]], columns: list[str]) -> None:
+    """A plain table: one line per row (long cells are cut with …), so it greps and fits a terminal."""
     from rich.console import Console
     from rich.table import Table
 
-    table = Table(*columns, box=None, header_style="bold")
+    console = Console()
+    table = Table(box=None, header_style="bold", pad_edge=False)
+    for i, column in enumerate(columns):
+        last = i == len(columns) - 1
+        table.add_column(column, no_wrap=True, overflow="ellipsis", max_width=None if last else 40)
     for row in rows:
         table.add_row(*("—" if row.get(c) is None else str(row.get(c)) for c in columns))
-    Console().print(table)
+    if not console.is_terminal:
+        console = Console(width=max(console.width, 160))
+    console.print(table)
 
 
 def main() -> None:
     app()
+
+
+_register_ops()
 
 
 if __name__ == "__main__":

@@ -85,7 +85,7 @@ class BudgetSettings(_Section):
 class EscalationSettings(_Section):
     rules_file: Path | None = None
     """Escalation rules (TOML); unset = ``escalation.toml`` in the agents folder."""
-    check_interval_s: float = Field(1.0, gt=0, le=60)
+    check_interval_s: float = Field(0.5, gt=0, le=60)
     """How often time-based rules and escalation deadlines are checked."""
     operator: str = Field("operator", min_length=1, max_length=64)
     """Name recorded with decisions made on this machine."""

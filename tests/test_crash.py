@@ -149,7 +149,7 @@ def assert_final_state(db: Snapshot) -> None:
     assert len(db.escalations) == 1, db.escalations
     assert len(open_escalations) == 1, db.escalations
     (escalation,) = open_escalations
-    assert escalation["rule"] == "request_human"
+    assert escalation["rule"] == "Agent Request"  # the rules file's rule for request_human
     assert db.threads[escalation["thread_id"]]["status"] == "waiting_human"
     assert sorted(t["status"] for t in db.tasks) == ["done", "done", "in_progress"]
 

@@ -228,8 +228,13 @@ async def test_model_failures_are_retried_then_escalate_by_the_error_rate_rule(t
     events = rt.bus.subscribe()
     try:
         async with rt:
-            rt.store.add_task(title="Anything", description="", roles=["architect", "reviewer"], priority="low",
-                              project="default")
+            rt.store.add_task(
+                title="Anything",
+                description="",
+                roles=["architect", "reviewer"],
+                priority="low",
+                project="default",
+            )
             rt.capacity_changed()
             await run_until_idle(rt)
             [thread] = rt.store.threads()

@@ -166,6 +166,40 @@ class DemoResponder:
 
         voted = {s.author for s in history if s.seq > latest.seq and s.type in ("agree", "disagree")}
         objector = next((pid for pid, prole in participants if prole == "reviewer"), None)
+        ruling = next((s for s in reversed(history) if s.type == "human"), None)
+        if ruling is not None and kind == "dispute":
+            # The operator has spoken: a rejection sends the plan back for a revision, anything else settles it.
+            rejected = "rejected" in ruling.content.lower()
+            if rejected and me == latest.author and latest.seq < ruling.seq:
+                return self._reply(
+                    body,
+                    None,
+                    [
+                        post(
+                            "proposal",
+                            f"Revised proposal (v{len(proposals) + 1}) for "
+                            f"{subject}, as the operator decided: run it in a maintenance "
+                            f"window; {'; '.join(PLAN_STEPS[kind])}.",
+                            ruling.seq,
+                        )
+                    ],
+                )
+            if me == objector and me != latest.author and me not in voted:
+                if rejected and latest.seq < ruling.seq:
+                    return self._reply(
+                        body,
+                        None,
+                        [post("comment", "Waiting for the plan revised after the operator's decision.")],
+                    )
+                return self._reply(
+                    body,
+                    None,
+                    [
+                        post(
+                            "agree", f"Agreed, following the operator's decision (#{ruling.seq}).", latest.seq
+                        )
+                    ],
+                )
         if kind == "dispute" and me == objector and me != latest.author:
             mine = sum(1 for s in history if s.author == me and s.type == "disagree")
             if mine >= 2:

@@ -41,6 +41,7 @@ class Escalations:
 
     def start(self) -> None:
         self._fired = self.rt.store.fired_rules()
+        self.apply_recorded()  # decisions made while this node was down (CLI, other consoles) apply now
         self._timer = asyncio.create_task(self._timer_loop(), name="escalation timer")
 
     async def stop(self) -> None:

@@ -213,7 +213,12 @@ class Runtime:
         self.capacity_changed()
 
     def record_llm_call(
-        self, agent: Agent, thread: ThreadState | None, result: ChatResult, model: str
+        self,
+        agent: Agent,
+        thread: ThreadState | None,
+        result: ChatResult,
+        model: str,
+        context: tuple[int, int] = (0, 0),
     ) -> None:
         """Persist a call's usage and cost (the money is spent even if the turn is later lost), then publish."""
         cost = self.pricing.cost(model, result.usage)
@@ -232,6 +237,8 @@ class Runtime:
                 completion_tokens=usage.completion_tokens,
                 cached_tokens=usage.cached_tokens,
                 cost_usd=cost,
+                context_full_tokens=context[0],
+                context_sent_tokens=context[1],
                 latency_ms=result.latency_s * 1000,
                 attempts=result.attempts,
             )

@@ -15,7 +15,7 @@ from bzzz_console.domain.threads import MessageType, ThreadMessage, ThreadStatus
 from bzzz_console.runtime.llm import LLMError
 from bzzz_console.runtime.memory import excerpt, fit_history, recall
 from bzzz_console.runtime.model import Agent, ThreadState
-from bzzz_console.runtime.optimizer import choose_model, is_routine_turn, plan_context
+from bzzz_console.runtime.optimizer import choose_model, history_tokens, is_routine_turn, plan_context
 from bzzz_console.runtime.prompts import build_messages
 from bzzz_console.runtime.tools import AGENT_TOOLS, ToolContext, run_tool
 
@@ -132,7 +132,9 @@ class TurnTaking:
         agent = self.rt.agents.get(thread.participants[thread.turn_count % len(thread.participants)].agent_id)
         return agent if agent is not None and agent.can_speak else None
 
-    def _plan(self, thread: ThreadState, agent: Agent, final: bool) -> tuple[list[ChatMessage], str]:
+    def _plan(
+        self, thread: ThreadState, agent: Agent, final: bool
+    ) -> tuple[list[ChatMessage], str, tuple[int, int]]:
         """The prompt and the model of one turn, after the optimizer had its say."""
         rt = self.rt
         settings = rt.settings.optimizer
@@ -149,6 +151,7 @@ class TurnTaking:
                 keep_recent=settings.keep_recent,
             )
             history = list(plan.history)
+            context = (plan.full_tokens, plan.sent_tokens)
             if plan.summarized is not None:
                 rt.publish(
                     ev.ContextCompressed(
@@ -162,15 +165,16 @@ class TurnTaking:
             model = choose_model(agent.model, settings.model_ladder, routine=routine)
         else:
             history = fit_history(thread.messages, int(agent.spec.token_limit * 0.8))
+            context = (history_tokens(thread.messages), history_tokens(history))
         messages = build_messages(agent, thread, history, tools, lessons)
         if final:
             messages.append(ChatMessage("user", FINAL_ANSWER))
-        return messages, model
+        return messages, model, context
 
     async def _take_turn(self, thread: ThreadState, agent: Agent, *, final: bool = False) -> None:
         rt = self.rt
         tools = [t.spec for t in AGENT_TOOLS.values()]
-        messages, model = self._plan(thread, agent, final)
+        messages, model, context = self._plan(thread, agent, final)
         ctx = ToolContext(agent.id, thread.id)
 
         def on_retry(info: RetryInfo) -> None:
@@ -198,7 +202,8 @@ class TurnTaking:
                 self._failed_turn(thread, agent, model, str(exc))
                 return
             thread.consecutive_failures = 0
-            rt.record_llm_call(agent, thread, result, model)
+            rt.record_llm_call(agent, thread, result, model, context)
+            context = (0, 0)  # the history is counted once per turn, not once per tool round
             if not result.tool_calls:
                 text = (result.content or "").strip()
                 if text:

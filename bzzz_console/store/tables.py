@@ -158,6 +158,10 @@ class TokenUsageRow(SQLModel, table=True):
     cost_usd: float | None = None
     latency_ms: float = 0.0
     attempts: int = 1
+    context_full_tokens: int = 0
+    """Estimated prompt tokens of the whole thread history, before the optimizer (for the compression ratio)."""
+    context_sent_tokens: int = 0
+    """Estimated prompt tokens of the history actually sent."""
     error: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
     """Set for a call that failed for good: it counts towards the error rate, with the tokens it cost (if any)."""
 

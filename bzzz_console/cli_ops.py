@@ -1,0 +1,246 @@
+"""``bzzz-console escalations …`` and ``bzzz-console spend``: operator commands that work on the store directly.
+
+A decision made here is recorded in the database (exactly once); a node that runs the waiting agent applies it
+within its check interval (0.5 s by default).
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+escalations_app = typer.Typer(help="List, inspect and answer escalations.", no_args_is_help=True)
+
+DbOption = Annotated[
+    str | None, typer.Option("--db", help="Database URL (env BZZZ_DB_URL).", show_default=False)
+]
+ConfigOption = Annotated[
+    Path | None, typer.Option("--config", help="Settings file (TOML).", show_default=False)
+]
+JsonOption = Annotated[bool, typer.Option("--json", help="One JSON document on stdout.")]
+FIELDS = ("id", "thread_id", "agent_id", "rule", "reason", "priority", "state", "created_at", "deadline")
+
+
+def _row(e: Any) -> dict[str, Any]:
+    from bzzz_console.store.tables import utc
+
+    data = {f: getattr(e, f) for f in FIELDS}
+    for key in ("created_at", "deadline"):
+        data[key] = utc(data[key]).isoformat() if data[key] else None
+    return data
+
+
+@escalations_app.command("list")
+def escalations_list(
+    show_all: Annotated[
+        bool, typer.Option("--all", help="Also answered, expired and cancelled ones.")
+    ] = False,
+    as_json: JsonOption = False,
+    db: DbOption = None,
+    config: ConfigOption = None,
+) -> None:
+    """Escalations waiting for a decision (most urgent first)."""
+    from bzzz_console.cli import _errors, _store, _table
+
+    order = {"urgent": 0, "high": 1, "medium": 2, "low": 3}
+    with _errors():
+        store = _store(config, db)
+        rows = [e for e in store.escalations() if show_all or e.state == "open"]
+        store.close()
+        rows.sort(key=lambda e: (e.state != "open", order.get(e.priority, 9), e.created_at))
+        data = [_row(e) for e in rows]
+        if as_json:
+            sys.stdout.write(json.dumps(data, indent=2) + "\n")
+        else:
+            _table(data, ["id", "priority", "state", "rule", "agent_id", "thread_id", "deadline", "reason"])
+
+
+@escalations_app.command("show")
+def escalations_show(
+    escalation_id: str, as_json: JsonOption = False, db: DbOption = None, config: ConfigOption = None
+) -> None:
+    """Everything an operator needs to decide: reason, thread excerpt, agent state, spend, options, deadline."""
+    from bzzz_console.cli import _errors, _fail, _store
+
+    with _errors():
+        store = _store(config, db)
+        row = store.get_escalation(escalation_id)
+        store.close()
+        if row is None:
+            _fail(f"no escalation {escalation_id!r}")
+        data = {
+            **_row(row),
+            "default_action": row.default_action,
+            "context": row.context,
+            "decision": row.decision,
+            "answered_by": row.answered_by,
+        }
+        if as_json:
+            sys.stdout.write(json.dumps(data, indent=2, default=str) + "\n")
+            return
+        lines = [
+            f"{row.id}  [{row.priority}] {row.state}  rule: {row.rule}",
+            f"thread {row.thread_id}  agent {row.agent_id} ({row.context.get('agent_state')})",
+            f"deadline {data['deadline']} — then: {row.default_action}",
+            "",
+            row.reason,
+            "",
+        ]
+        lines += [f"  {line}" for line in row.context.get("excerpt", [])]
+        for budget in row.context.get("spend", []):
+            lines.append(
+                f"spend {budget['scope']} {budget['key']}: ${budget['spent_usd']:.4f} of ${budget['limit_usd']:.2f}"
+            )
+        if row.context.get("options"):
+            lines.append("options: " + ", ".join(row.context["options"]))
+        if row.decision:
+            lines.append(f"decision: {json.dumps(row.decision)} by {row.answered_by}")
+        typer.echo("\n".join(lines))
+
+
+@escalations_app.command("answer")
+def escalations_answer(
+    escalation_id: str,
+    approve: Annotated[bool, typer.Option("--approve", help="Approve: the agent goes on.")] = False,
+    reject: Annotated[bool, typer.Option("--reject", help="Reject (give the reason with --note).")] = False,
+    reply: Annotated[
+        str | None, typer.Option("--reply", help="Answer in words: posted to the thread.")
+    ] = None,
+    reassign: Annotated[
+        str | None, typer.Option("--reassign", help="Hand the work to this agent id or role.")
+    ] = None,
+    raise_budget: Annotated[
+        float | None, typer.Option("--raise-budget", help="Raise the breached budget by USD.")
+    ] = None,
+    downgrade: Annotated[
+        str | None, typer.Option("--downgrade", help="Switch the agent to MODEL ('next' = ladder).")
+    ] = None,
+    hand_back: Annotated[
+        bool, typer.Option("--hand-back", help="Budget: final answer from the reserve, then close.")
+    ] = False,
+    terminate: Annotated[bool, typer.Option("--terminate", help="Stop the agent.")] = False,
+    note: Annotated[
+        str, typer.Option("--note", help="A note recorded with the decision (the reason of --reject).")
+    ] = "",
+    operator: Annotated[
+        str | None, typer.Option("--operator", help="Who decides (default: escalation.operator).")
+    ] = None,
+    db: DbOption = None,
+    config: ConfigOption = None,
+) -> None:
+    """Decide an escalation. Exactly one of the decision options; a decision is applied once."""
+    from bzzz_console.cli import _errors, _fail, _settings
+    from bzzz_console.domain import commands as cmd
+
+    chosen = [
+        name
+        for name, on in (
+            ("--approve", approve),
+            ("--reject", reject),
+            ("--reply", reply is not None),
+            ("--reassign", reassign is not None),
+            ("--raise-budget", raise_budget is not None),
+            ("--downgrade", downgrade is not None),
+            ("--hand-back", hand_back),
+            ("--terminate", terminate),
+        )
+        if on
+    ]
+    if len(chosen) != 1:
+        _fail(
+            "give exactly one of --approve, --reject, --reply TEXT, --reassign TO, --raise-budget USD, "
+            f"--downgrade MODEL, --hand-back, --terminate (got {', '.join(chosen) or 'none'})",
+            2,
+        )
+    with _errors():
+        settings = _settings(config, db)
+        who = operator or settings.escalation.operator
+        command: cmd.Decision
+        if approve:
+            command = cmd.Approve(escalation_id=escalation_id, note=note, operator=who)
+        elif reject:
+            if not note.strip():
+                _fail("a rejection needs a reason: --note TEXT", 2)
+            command = cmd.Reject(escalation_id=escalation_id, reason=note, operator=who)
+        elif reply is not None:
+            if not reply.strip():
+                _fail("--reply needs text", 2)
+            command = cmd.Reply(escalation_id=escalation_id, text=reply, operator=who)
+        elif reassign is not None:
+            command = cmd.Reassign(escalation_id=escalation_id, to=reassign, operator=who)
+        elif raise_budget is not None:
+            if raise_budget <= 0:
+                _fail("--raise-budget needs a positive amount of USD", 2)
+            command = cmd.RaiseBudget(escalation_id=escalation_id, amount_usd=raise_budget, operator=who)
+        elif downgrade is not None:
+            command = cmd.DowngradeModel(
+                escalation_id=escalation_id, model=None if downgrade == "next" else downgrade, operator=who
+            )
+        elif hand_back:
+            command = cmd.HandBack(escalation_id=escalation_id, operator=who)
+        else:
+            command = cmd.Terminate(agent_id="", escalation_id=escalation_id, operator=who)
+        from bzzz_console.runtime.escalations import decision_record
+        from bzzz_console.store.escalations import AlreadyDecided
+        from bzzz_console.store.repo import Store
+        from bzzz_console.store.tables import now_utc
+
+        store = Store.open(settings.database_url())
+        try:
+            row = store.claim_decision(escalation_id, decision_record(command), who, now_utc())
+        except AlreadyDecided as exc:
+            _fail(str(exc))
+        finally:
+            store.close()
+        typer.echo(
+            f"{row.id}: {command.kind} recorded by {who}; the node running {row.agent_id or 'the thread'} "
+            "applies it within a second"
+        )
+
+
+def spend(
+    as_json: JsonOption = False,
+    db: DbOption = None,
+    config: ConfigOption = None,
+) -> None:
+    """Token spend and cost: totals, per agent and model, budgets, and the seed's success metrics."""
+    from bzzz_console.cli import _errors, _settings, _table
+    from bzzz_console.resources import agents_dir
+    from bzzz_console.runtime.specs import load_specs
+    from bzzz_console.spend import spend_report
+    from bzzz_console.store.repo import Store
+
+    with _errors():
+        settings = _settings(config, db)
+        specs = load_specs(settings.runtime.agents_dir or agents_dir())
+        store = Store.open(settings.database_url())
+        agent_budgets = {a.id: specs[a.role].budget_usd if a.role in specs else None for a in store.agents()}
+        report = spend_report(store, settings, agent_budgets)
+        store.close()
+        if as_json:
+            sys.stdout.write(json.dumps(report, indent=2) + "\n")
+            return
+        unknown = (
+            f" (+{report['unknown_cost_calls']} calls of unpriced models: cost unknown)"
+            if report["unknown_cost_calls"]
+            else ""
+        )
+        typer.echo(
+            f"total ${report['cost_usd']:.4f}{unknown} · today ${report['today']['cost_usd']:.4f} · "
+            f"{report['prompt_tokens']} prompt ({report['cached_tokens']} cached) + "
+            f"{report['completion_tokens']} completion tokens in {report['calls']} calls"
+        )
+        _table(
+            [{"agent": k, **v} for k, v in report["by_agent"].items()],
+            ["agent", "calls", "prompt_tokens", "completion_tokens", "cost_usd"],
+        )
+        _table(
+            [{"model": k, **v} for k, v in report["by_model"].items()],
+            ["model", "calls", "prompt_tokens", "cached_tokens", "cost_usd"],
+        )
+        _table(report["budgets"], ["scope", "key", "period", "spent_usd", "limit_usd", "share"])
+        _table([{"metric": k, "value": v} for k, v in report["metrics"].items()], ["metric", "value"])
