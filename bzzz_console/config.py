@@ -96,9 +96,9 @@ class OptimizerSettings(_Section):
     """Compress long threads and use cheaper models for routine turns (the seed's cost optimizer)."""
     compress_at: float = Field(0.8, gt=0, le=1)
     """Compress a prompt when its estimate passes this share of the agent's token limit."""
-    summarize_after: int = Field(12, ge=4)
+    summarize_after: int = Field(8, ge=4)
     """Summarize-and-truncate threads longer than this many messages."""
-    keep_recent: int = Field(6, ge=1)
+    keep_recent: int = Field(4, ge=1)
     """Messages kept verbatim at the end of a compressed thread."""
     model_ladder: dict[str, str] = Field(
         default_factory=lambda: {

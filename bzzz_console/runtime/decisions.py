@@ -59,27 +59,26 @@ def apply_decision(rt: Runtime, row: EscalationRow) -> None:
             float(decision.get("amount_usd", 0)),
             decision.get("by", "operator"),
         )
-    if thread is not None:
-        text = describe(row, decision, row.agent_id)
-        conv.post_human(thread.id, text, decision.get("by", "operator"), wake=False)
     if kind == "reassign" and agent is not None and thread is not None:
         _reassign(rt, thread, agent, str(decision.get("to", "")))
     elif kind == "terminate" and agent is not None:
         _terminate(rt, agent)
     elif kind == "hand_back" and thread is not None and agent is not None:
         thread.finalizing = agent.id
+    # The agent resumes first (it is what the operator waits to see); the thread hears about the decision before
+    # its driver runs again, since nothing here yields to the event loop.
     if (
         agent is not None
         and agent.state is AgentState.ESCALATING
         and not _still_waiting(rt, agent_id=agent.id)
     ):
         conv.resume_agent(agent, f"decision: {kind}")
-    if (
-        thread is not None
-        and thread.status is ThreadStatus.WAITING_HUMAN
-        and not _still_waiting(rt, thread_id=thread.id)
-    ):
-        conv.resume_thread(thread, f"decision on {row.id}: {kind}")
+    if thread is not None:
+        conv.post_human(
+            thread.id, describe(row, decision, row.agent_id), decision.get("by", "operator"), wake=False
+        )
+        if thread.status is ThreadStatus.WAITING_HUMAN and not _still_waiting(rt, thread_id=thread.id):
+            conv.resume_thread(thread, f"decision on {row.id}: {kind}")
     rt.publish(
         ev.EscalationAnswered(
             escalation_id=row.id,
@@ -101,13 +100,7 @@ def apply_decision(rt: Runtime, row: EscalationRow) -> None:
 
 def _still_waiting(rt: Runtime, *, agent_id: str | None = None, thread_id: str | None = None) -> bool:
     """Another escalation (open, or expired and held) still needs a human for this agent or thread."""
-    for other in rt.store.escalations():
-        held = other.state == "open" or (other.state == "expired" and other.default_action == "hold")
-        if not held:
-            continue
-        if (agent_id and other.agent_id == agent_id) or (thread_id and other.thread_id == thread_id):
-            return True
-    return False
+    return rt.store.count_waiting(agent_id=agent_id, thread_id=thread_id) > 0
 
 
 def _reassign(rt: Runtime, thread: ThreadState, agent: Agent, to: str) -> None:

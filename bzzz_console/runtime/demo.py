@@ -76,6 +76,15 @@ def _parse(body: dict[str, Any]) -> tuple[dict[str, str], list[Said], bool]:
     return card, history, after_tool
 
 
+_VERSION = re.compile(r"\(v(\d+)\)")
+
+
+def version_of(proposal: str) -> int:
+    """Proposals are numbered in their text ("Revised proposal (v3)"); the first has no number."""
+    match = _VERSION.search(proposal)
+    return int(match[1]) if match else 1
+
+
 def scenario_of(topic: str, seed: int) -> str:
     lowered = topic.lower()
     if any(w in lowered for w in ("migration", "schema", "database")):
@@ -177,7 +186,7 @@ class DemoResponder:
                     [
                         post(
                             "proposal",
-                            f"Revised proposal (v{len(proposals) + 1}) for "
+                            f"Revised proposal (v{version_of(latest.content) + 1}) for "
                             f"{subject}, as the operator decided: run it in a maintenance "
                             f"window; {'; '.join(PLAN_STEPS[kind])}.",
                             ruling.seq,
@@ -201,7 +210,9 @@ class DemoResponder:
                     ],
                 )
         if kind == "dispute" and me == objector and me != latest.author:
-            mine = sum(1 for s in history if s.author == me and s.type == "disagree")
+            # Counted from the latest proposal's version (always in the prompt, even when the optimizer has folded
+            # the older messages into a summary): one objection per version, a human after the third.
+            mine = version_of(latest.content) - 1
             if mine >= 2:
                 return self._reply(
                     body,
@@ -243,7 +254,7 @@ class DemoResponder:
                     ],
                 )
             if open_points and open_points[-1].type == "disagree":
-                revision = len(proposals) + 1
+                revision = version_of(latest.content) + 1
                 return self._reply(
                     body,
                     None,

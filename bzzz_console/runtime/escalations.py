@@ -208,9 +208,11 @@ class Escalations:
         """Record an operator's decision (exactly once) and apply it. Raises AlreadyDecided / NotFound."""
         decision = decision_record(command)
         row = self.rt.store.claim_decision(
-            command.escalation_id or "", decision, command.operator, self.rt.clock.now()
+            command.escalation_id or "", decision, command.operator, self.rt.clock.now(), applying=True
         )
-        self.apply_recorded()
+        from bzzz_console.runtime.decisions import apply_decision
+
+        apply_decision(self.rt, row)
         return row
 
     def apply_recorded(self) -> None:

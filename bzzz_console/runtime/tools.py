@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from functools import cache
 from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -185,6 +186,12 @@ AGENT_TOOLS: dict[str, Tool] = {
         ),
     )
 }
+
+
+@cache
+def agent_tool_specs() -> tuple[ToolSpec, ...]:
+    """The tools as the model sees them; JSON Schema generation is slow, so it runs once per process."""
+    return tuple(t.spec for t in AGENT_TOOLS.values())
 
 
 def describe_validation_error(tool: str, exc: ValidationError) -> str:

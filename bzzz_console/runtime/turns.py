@@ -17,7 +17,7 @@ from bzzz_console.runtime.memory import excerpt, fit_history, recall
 from bzzz_console.runtime.model import Agent, ThreadState
 from bzzz_console.runtime.optimizer import choose_model, history_tokens, is_routine_turn, plan_context
 from bzzz_console.runtime.prompts import build_messages
-from bzzz_console.runtime.tools import AGENT_TOOLS, ToolContext, run_tool
+from bzzz_console.runtime.tools import ToolContext, agent_tool_specs, run_tool
 
 if TYPE_CHECKING:
     from bzzz_console.runtime.runtime import Runtime
@@ -138,7 +138,7 @@ class TurnTaking:
         """The prompt and the model of one turn, after the optimizer had its say."""
         rt = self.rt
         settings = rt.settings.optimizer
-        tools = [t.spec for t in AGENT_TOOLS.values()]
+        tools = agent_tool_specs()
         about = f"{thread.topic} {thread.task.get('description', '')}"
         lessons = recall(rt.store, agent.id, thread.project, about, rt.settings.runtime.episodes_in_prompt)
         model = agent.model
@@ -173,7 +173,7 @@ class TurnTaking:
 
     async def _take_turn(self, thread: ThreadState, agent: Agent, *, final: bool = False) -> None:
         rt = self.rt
-        tools = [t.spec for t in AGENT_TOOLS.values()]
+        tools = agent_tool_specs()
         messages, model, context = self._plan(thread, agent, final)
         ctx = ToolContext(agent.id, thread.id)
 

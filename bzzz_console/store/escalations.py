@@ -53,13 +53,14 @@ class EscalationQueries:
             return s.get(EscalationRow, escalation_id)
 
     def claim_decision(
-        self, escalation_id: str, decision: dict[str, Any], by: str, at: datetime
+        self, escalation_id: str, decision: dict[str, Any], by: str, at: datetime, *, applying: bool = False
     ) -> EscalationRow:
         """Record a decision if nobody did before: one atomic UPDATE, so two consoles (or a console and a CLI in
         another process) racing on the same escalation resolve it once and the second gets a clear error.
 
         An escalation that expired with the default action "hold" is still waiting for a human and can be
-        answered; any other expired or answered one cannot.
+        answered; any other expired or answered one cannot. ``applying``: the caller (the runtime that owns the
+        agent) applies it right away, so it is marked applied in the same commit.
         """
         with self.session() as s:
             result = s.execute(
@@ -72,7 +73,7 @@ class EscalationQueries:
                         & (col(EscalationRow.default_action) == "hold"),
                     )
                 )
-                .values(state="answered", decision=decision, answered_by=by, answered_at=at, applied=False)
+                .values(state="answered", decision=decision, answered_by=by, answered_at=at, applied=applying)
             )
             s.commit()
             row = s.get(EscalationRow, escalation_id)
@@ -131,6 +132,27 @@ class EscalationQueries:
                     .order_by(col(EscalationRow.answered_at))
                 )
             )
+
+    def count_waiting(self, *, agent_id: str | None = None, thread_id: str | None = None) -> int:
+        """Escalations that still need a human (open, or expired while held) for an agent or a thread."""
+        from sqlalchemy import func
+
+        query = (
+            select(func.count())
+            .select_from(EscalationRow)
+            .where(
+                or_(
+                    col(EscalationRow.state) == "open",
+                    (col(EscalationRow.state) == "expired") & (col(EscalationRow.default_action) == "hold"),
+                )
+            )
+        )
+        if agent_id is not None:
+            query = query.where(col(EscalationRow.agent_id) == agent_id)
+        if thread_id is not None:
+            query = query.where(col(EscalationRow.thread_id) == thread_id)
+        with self.session() as s:
+            return int(s.exec(query).one())
 
     def fired_rules(self) -> set[tuple[str, str]]:
         with self.session() as s:
