@@ -405,6 +405,7 @@ class Conversations(TurnTaking):
         if thread.task_id:
             self.rt.publish(ev.TaskStatusChanged(task_id=thread.task_id, status=task_status, reason=outcome))
         for episode in episodes:
+            self.rt.episodes.forget(episode.agent_id, episode.project)
             self.rt.publish(
                 ev.EpisodeRecorded(
                     agent_id=episode.agent_id, project=episode.project, thread_id=thread.id, outcome=outcome

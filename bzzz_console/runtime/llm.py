@@ -164,6 +164,10 @@ class OpenAIBackend:
         self._sleep = sleep
         self._client: AsyncOpenAI | None = None
 
+    def prepare(self) -> None:
+        """Import the SDK and build the client now (callers run this in a thread: it takes ~0.5 s cold)."""
+        self._ensure_client()
+
     def _ensure_client(self) -> AsyncOpenAI:
         if self._client is None:
             import openai  # lazy: keeps start-up fast

@@ -65,11 +65,27 @@ def make_episodes(thread: ThreadState, outcome: str, summary: str, vote: Vote | 
     ]
 
 
-def recall(store: Store, agent_id: str, project: str, about: str, k: int) -> list[str]:
-    """The lessons of the ``k`` episodes of this agent in this project most relevant to ``about``."""
+class EpisodeCache:
+    """An agent's episodes per project, read from the store once and dropped when the agent learns more."""
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+        self._cache: dict[tuple[str, str], list[EpisodeRow]] = {}
+
+    def of(self, agent_id: str, project: str) -> list[EpisodeRow]:
+        key = (agent_id, project)
+        if key not in self._cache:
+            self._cache[key] = self.store.episodes(agent_id, project)
+        return self._cache[key]
+
+    def forget(self, agent_id: str, project: str) -> None:
+        self._cache.pop((agent_id, project), None)
+
+
+def recall(episodes: Sequence[EpisodeRow], about: str, k: int) -> list[str]:
+    """The lessons of the ``k`` episodes (of one agent in one project) most relevant to ``about``."""
     if k <= 0:
         return []
-    episodes = store.episodes(agent_id, project)
     wanted = _words(about)
     ranked = sorted(
         enumerate(episodes),

@@ -217,5 +217,8 @@ def load_rules(path: Path) -> list[Rule]:
     names = [r.name for r in rules]
     duplicate = next((n for n in names if names.count(n) > 1), None)
     if duplicate:
-        raise ConfigError(f"escalation rules {path}: rule {duplicate!r} is defined twice")
+        where = " and ".join(f"#{i + 1}" for i, n in enumerate(names) if n == duplicate)
+        raise ConfigError(
+            f"escalation rules {path}: rule {duplicate!r}: field 'name': defined twice (rules {where})"
+        )
     return rules

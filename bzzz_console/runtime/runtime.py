@@ -28,7 +28,8 @@ from bzzz_console.runtime.bus import EventBus
 from bzzz_console.runtime.clock import Clock, SystemClock
 from bzzz_console.runtime.conversation import Conversations
 from bzzz_console.runtime.escalations import Escalations
-from bzzz_console.runtime.llm import LLMBackend
+from bzzz_console.runtime.llm import LLMBackend, OpenAIBackend
+from bzzz_console.runtime.memory import EpisodeCache
 from bzzz_console.runtime.model import Agent, Participant, ThreadState
 from bzzz_console.runtime.operator import CommandError
 from bzzz_console.runtime.pricing import PricingTable, load_pricing
@@ -58,6 +59,7 @@ class Runtime:
         self.agents: dict[str, Agent] = {}
         self.conversations = Conversations(self)
         self.budgets = Budgets(self)
+        self.episodes: EpisodeCache
         self.escalations: Escalations
         self.turn_slots = asyncio.Semaphore(64)
         self.node_id = socket.gethostname()
@@ -126,6 +128,9 @@ class Runtime:
             )
         )
         self.budgets.load()
+        self.episodes = EpisodeCache(self.store)
+        if isinstance(self._backend, OpenAIBackend):
+            await asyncio.to_thread(self._backend.prepare)  # import openai and build the client off the loop
         self._register_fleet()
         self._restore_threads()
         self.escalations.start()
@@ -318,7 +323,7 @@ class Runtime:
         interval = self.settings.runtime.poll_interval_s
         while True:
             try:
-                self._schedule_pending()
+                await self._schedule_pending()
             except Exception as exc:  # a database hiccup must not end scheduling: report and retry
                 self.publish(ev.ErrorRaised(where="inbox", message=f"{type(exc).__name__}: {exc}"))
             self._inbox_ran = True
@@ -327,7 +332,7 @@ class Runtime:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._inbox_wake.wait(), interval)
 
-    def _schedule_pending(self) -> None:
+    async def _schedule_pending(self) -> None:
         pending = sorted(
             self.store.tasks("pending"), key=lambda t: (PRIORITY_ORDER.get(t.priority, 9), t.created_at)
         )
@@ -340,8 +345,8 @@ class Runtime:
                 self.store.set_task_status(task.id, "blocked")
                 self.publish(ev.TaskStatusChanged(task_id=task.id, status="blocked", reason=str(exc)))
                 continue
-            if thread is None:
-                continue
+            if thread is not None:
+                await asyncio.sleep(0)  # starting a thread is several commits: let the loop breathe between
 
     def _announce(self, task: TaskRow) -> None:
         if task.id not in self._announced_tasks:

@@ -140,7 +140,9 @@ class TurnTaking:
         settings = rt.settings.optimizer
         tools = agent_tool_specs()
         about = f"{thread.topic} {thread.task.get('description', '')}"
-        lessons = recall(rt.store, agent.id, thread.project, about, rt.settings.runtime.episodes_in_prompt)
+        lessons = recall(
+            rt.episodes.of(agent.id, thread.project), about, rt.settings.runtime.episodes_in_prompt
+        )
         model = agent.model
         if settings.enabled:
             plan = plan_context(

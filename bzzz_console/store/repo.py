@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import secrets
 import threading
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from datetime import datetime
 from functools import cache
 from typing import TYPE_CHECKING, Any
@@ -28,6 +29,7 @@ from bzzz_console.store.tables import (
     ParticipantRow,
     TaskRow,
     ThreadRow,
+    TokenUsageRow,
     now_utc,
     utc,
 )
@@ -51,6 +53,21 @@ def _hot_statements() -> tuple[ReturningUpdate[Any], Insert]:
         .returning(threads.c.message_count)
     )
     return bump, insert(MessageRow.__table__)  # type: ignore[attr-defined]
+
+
+@cache
+def _agent_state_statement() -> Any:
+    agents = AgentRow.__table__  # type: ignore[attr-defined]
+    return (
+        update(agents)
+        .where(agents.c.id == bindparam("aid"))
+        .values(state=bindparam("state"), updated_at=bindparam("at"))
+    )
+
+
+@cache
+def _usage_statement() -> Insert:
+    return insert(TokenUsageRow.__table__)  # type: ignore[attr-defined]
 
 
 def new_id(prefix: str, nbytes: int = 4) -> str:
@@ -93,6 +110,21 @@ class Store(SpendQueries, EscalationQueries):
                 self._writer = None
         self.engine.dispose()
 
+    @contextmanager
+    def held_transaction(self) -> Iterator[Connection]:
+        """A transaction on the store's held connection: for hot writes, where checking a connection out of
+        the pool and building an ORM session would cost more than SQLite's commit itself."""
+        with self._writer_lock:
+            if self._writer is None:
+                self._writer = self.engine.connect()
+            with self._writer.begin():
+                yield self._writer
+
+    def record_usage(self, row: TokenUsageRow) -> None:
+        values = row.model_dump(exclude={"id"})
+        with self.held_transaction() as conn:
+            conn.execute(_usage_statement(), values)
+
     # -- agents -------------------------------------------------------------------------------------------
     def agents(self) -> list[AgentRow]:
         with self.session() as s:
@@ -106,6 +138,10 @@ class Store(SpendQueries, EscalationQueries):
             return merged
 
     def set_agent_state(self, agent_id: str, state: str, **changes: Any) -> None:
+        if not changes:  # the hot path: a lifecycle step on every turn boundary
+            with self.held_transaction() as conn:
+                conn.execute(_agent_state_statement(), {"aid": agent_id, "state": state, "at": now_utc()})
+            return
         with self.session() as s:
             s.execute(
                 update(AgentRow)
@@ -237,29 +273,26 @@ class Store(SpendQueries, EscalationQueries):
         """
         when = at or now_utc()
         bump, insert_message = _hot_statements()
-        with self._writer_lock:
-            if self._writer is None:
-                self._writer = self.engine.connect()
-            with self._writer.begin():
-                seq: int | None = self._writer.execute(
-                    bump, {"tid": thread_id, "at": when, "turns": 1 if end_turn else 0}
-                ).scalar_one_or_none()
-                if seq is None:
-                    raise NotFound(f"no thread {thread_id!r}")
-                values: dict[str, Any] = {
-                    "id": f"{thread_id}#{seq}",
-                    "thread_id": thread_id,
-                    "seq": seq,
-                    "author": author,
-                    "role": role,
-                    "type": type,
-                    "content": content,
-                    "reply_to": reply_to,
-                    "tokens": tokens,
-                    "model": model,
-                    "created_at": when,
-                }
-                self._writer.execute(insert_message, values)
+        with self.held_transaction() as writer:
+            seq: int | None = writer.execute(
+                bump, {"tid": thread_id, "at": when, "turns": 1 if end_turn else 0}
+            ).scalar_one_or_none()
+            if seq is None:
+                raise NotFound(f"no thread {thread_id!r}")
+            values: dict[str, Any] = {
+                "id": f"{thread_id}#{seq}",
+                "thread_id": thread_id,
+                "seq": seq,
+                "author": author,
+                "role": role,
+                "type": type,
+                "content": content,
+                "reply_to": reply_to,
+                "tokens": tokens,
+                "model": model,
+                "created_at": when,
+            }
+            writer.execute(insert_message, values)
         return ThreadMessage(
             id=values["id"],
             thread_id=thread_id,

@@ -14,11 +14,6 @@ class SpendQueries:
     def session(self) -> Session:  # provided by Store
         raise NotImplementedError
 
-    def record_usage(self, row: TokenUsageRow) -> None:
-        with self.session() as s:
-            s.add(row)
-            s.commit()
-
     def thread_costs(self) -> dict[str, tuple[float, bool]]:
         """thread id → (known cost in USD, whether some call of it has an unknown cost)."""
         with self.session() as s:
