@@ -13,7 +13,7 @@ import random
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Protocol, cast
+from typing import TYPE_CHECKING, Any, Protocol
 
 from bzzz_console.domain.llm import ChatMessage, ChatResult, RetryInfo, ToolCall, ToolSpec, Usage
 
@@ -231,9 +231,13 @@ class OpenAIBackend:
 
     async def _call(self, client: AsyncOpenAI, kwargs: dict[str, Any], where: str) -> ChatCompletion:
         import openai
+        from openai.types.chat import ChatCompletion
 
         try:
-            return cast("ChatCompletion", await client.chat.completions.create(**kwargs))
+            # The same client, auth, error mapping and typed response as ``chat.completions.create``, without
+            # its per-field transformation of the request: our payload is already wire-format JSON, and that
+            # transformation costs ~7 ms of CPU per 20-message prompt on the event loop the console shares.
+            return await client.post("/chat/completions", cast_to=ChatCompletion, body=kwargs)
         except openai.APIStatusError as exc:
             status = exc.status_code
             reason = f"HTTP {status} from {where}: {_server_message(exc.body, exc.message)}"
