@@ -106,16 +106,49 @@ def _version(value: bool) -> None:
         raise typer.Exit()
 
 
+DemoOption = Annotated[
+    bool, typer.Option("--demo", help="Use the scripted demo model; seed 3 demo tasks into an empty DB.")
+]
+ReadonlyOption = Annotated[
+    bool, typer.Option("--readonly", help="Console only watches: no decisions, posts or tasks.")
+]
+SeedOption = Annotated[int | None, typer.Option("--seed", help="Seed of the demo model.")]
+
+
 @app.callback(invoke_without_command=True)
 def root(
     ctx: typer.Context,
     version: Annotated[
         bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version and exit.")
     ] = False,
+    demo: DemoOption = False,
+    readonly: ReadonlyOption = False,
+    seed: SeedOption = None,
+    db: DbOption = None,
+    config: ConfigOption = None,
 ) -> None:
-    """Without a command: show this help (the interactive console is `bzzz-console run`)."""
+    """Without a command: open the operator console (the demo model plays the team when no API key is set)."""
     if ctx.invoked_subcommand is None:
-        typer.echo(ctx.get_help())
+        _console(demo=demo, readonly=readonly, seed=seed, db=db, config=config)
+
+
+def _console(
+    *, demo: bool, readonly: bool, seed: int | None, db: str | None, config: Path | None
+) -> NoReturn:
+    from bzzz_console.logs import configure_logging
+
+    with _errors():
+        settings = _settings(config, db, demo__seed=seed)
+        configure_logging(settings)  # before mcp/uvicorn can install a handler that writes into the TUI
+        if demo:
+            from bzzz_console.headless import seed_demo_tasks
+
+            seed_demo_tasks(settings)
+        from bzzz_console.tui.app import BzzzApp
+
+        app_ = BzzzApp(settings, demo=demo, readonly=readonly)
+        code = app_.run()
+        raise typer.Exit(code if isinstance(code, int) else app_.return_code or 0)
 
 
 @app.command()
@@ -123,24 +156,23 @@ def run(
     headless: Annotated[
         bool, typer.Option("--headless", help="No UI: print one JSON object per event.")
     ] = False,
-    demo: Annotated[
-        bool, typer.Option("--demo", help="Use the scripted demo model; seed 3 demo tasks into an empty DB.")
-    ] = False,
+    demo: DemoOption = False,
     exit_when_idle: Annotated[
         bool, typer.Option("--exit-when-idle", help="Exit 0 once no agent can make progress.")
     ] = False,
-    seed: Annotated[int | None, typer.Option("--seed", help="Seed of the demo model.")] = None,
+    readonly: ReadonlyOption = False,
+    seed: SeedOption = None,
     db: DbOption = None,
     config: ConfigOption = None,
 ) -> None:
-    """Run the agent runtime."""
+    """Run the agent runtime: the console, or --headless with JSON events on stdout."""
+    if not headless:
+        _console(demo=demo, readonly=readonly, seed=seed, db=db, config=config)
     from bzzz_console.logs import configure_logging
 
     with _errors():
         settings = _settings(config, db, demo__seed=seed)
         configure_logging(settings)
-        if not headless:
-            _fail("the interactive console is not built yet; use `bzzz-console run --headless`", 2)
         from bzzz_console.headless import run_headless
 
         raise typer.Exit(asyncio.run(run_headless(settings, demo=demo, exit_when_idle=exit_when_idle)))

@@ -114,6 +114,17 @@ class OptimizerSettings(_Section):
     """Use the next model down the ladder for routine turns (a vote on a settled proposal)."""
 
 
+class ConsoleSettings(_Section):
+    theme: str = "textual-dark"
+    """Textual theme of the console (e.g. textual-dark, textual-light, nord, gruvbox, dracula, tokyo-night)."""
+    bell: bool = True
+    """Ring the terminal bell when a new escalation arrives."""
+    keys: dict[str, str] = Field(default_factory=dict)
+    """Remapped keys by binding id, e.g. ``{"escalation.approve" = "A", "app.quit" = "ctrl+c"}``; see ``?``."""
+    refresh_ms: int = Field(50, ge=10, le=1000)
+    """How long the console collects events before it repaints: high event rates cost one repaint per window."""
+
+
 class StoreSettings(_Section):
     url: str | None = None
     """SQLAlchemy URL; unset = SQLite (WAL) ``bzzz.db`` in the user data dir.
@@ -135,6 +146,8 @@ class Settings(_Section):
     """Escalation rules and decisions."""
     optimizer: OptimizerSettings = OptimizerSettings()
     """The context and model optimizer."""
+    console: ConsoleSettings = ConsoleSettings()
+    """The interactive console."""
     pricing: dict[str, dict[str, float]] = Field(default_factory=dict)
     """Price overrides or additions, USD per million tokens: ``{"my-model": {"input": 1, "output": 2}}``."""
     store: StoreSettings = StoreSettings()

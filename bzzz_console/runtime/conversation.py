@@ -85,6 +85,7 @@ class Conversations(TurnTaking):
             task_id=task.id,
             project=task.project,
             topic=f"Collaborative Review: {task.title}",
+            created_at=self.rt.clock.now(),  # the rules measure a thread's age on the runtime's clock
             shared_context={
                 "task_details": {
                     "id": task.id,
@@ -207,6 +208,7 @@ class Conversations(TurnTaking):
             tokens=len(text) // 4,
             model=agent.model,
             end_turn=ends_turn,
+            at=self.rt.clock.now(),  # progress, objections: the rules read these times on the runtime's clock
         )
         thread.messages.append(message)
         if ends_turn:

@@ -105,4 +105,5 @@ def _decide(rt: Runtime, command: cmd.Decision) -> Any:
     try:
         return rt.escalations.decide(command)
     except (AlreadyDecided, NotFound) as exc:
-        raise CommandError(str(exc).strip("'\"")) from None
+        # args[0], not str(): stripping quotes off str() ate the closing quote of "no escalation 'x'"
+        raise CommandError(exc.args[0] if exc.args and isinstance(exc.args[0], str) else str(exc)) from None

@@ -1,0 +1,266 @@
+"""The operator console: a Textual app that runs the agent runtime in-process on its own event loop.
+
+The first frame paints before any heavy library is imported; the runtime (sqlmodel, openai …) is imported in a
+thread and started right after. One task drains the event bus in windows of ``console.refresh_ms`` and tells
+the visible screen which parts changed, so a burst of events costs one repaint.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import importlib
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from textual.app import App
+from textual.binding import Binding
+
+from bzzz_console.config import Settings
+from bzzz_console.resources import screens_dir
+from bzzz_console.tui.commands import FleetCommands
+from bzzz_console.tui.dashboard import DashboardScreen
+from bzzz_console.tui.view import FleetView
+
+if TYPE_CHECKING:
+    from bzzz_console.domain import commands as cmd
+    from bzzz_console.runtime.bus import Subscription
+    from bzzz_console.runtime.runtime import Runtime
+
+
+class BzzzApp(App[int]):
+    TITLE = "bzzz-console"
+    CSS_PATH: ClassVar[list[Any]] = [
+        screens_dir() / name for name in ("app.tcss", "dashboard.tcss", "thread.tcss", "escalation.tcss")
+    ]
+    COMMANDS = App.COMMANDS | {FleetCommands}
+    BINDINGS: ClassVar[list[Any]] = [
+        Binding("question_mark", "help", "help", id="app.help"),
+        Binding("ctrl+q", "quit", "quit", id="app.quit", priority=True),
+    ]
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        demo: bool = False,
+        readonly: bool = False,
+        runtime: Runtime | None = None,
+    ) -> None:
+        super().__init__()
+        self.settings = settings
+        self.demo = demo
+        self.readonly = readonly
+        self.operator = settings.escalation.operator
+        self.view = FleetView()
+        self.view.status.readonly = readonly
+        self.rt: Runtime | None = runtime
+        self._pump: asyncio.Task[None] | None = None
+        self._boot: asyncio.Task[None] | None = None
+        self.failed: str | None = None
+
+    # -- start and stop -----------------------------------------------------------------------------------
+    def on_mount(self) -> None:
+        console = self.settings.console
+        if console.theme in self.available_themes:
+            self.theme = console.theme
+        if console.keys:
+            self.set_keymap(dict(console.keys))
+        self.push_screen(DashboardScreen())
+        self.set_interval(1.0, self._tick)
+        self.call_after_refresh(self._start)  # the first frame paints before the heavy imports
+
+    def _start(self) -> None:
+        self._boot = asyncio.create_task(self._boot_runtime())
+
+    async def _boot_runtime(self) -> None:
+        try:
+            module = await asyncio.to_thread(importlib.import_module, "bzzz_console.runtime.runtime")
+            if self.rt is None:
+                self.rt = module.Runtime(self.settings, force_demo=self.demo)
+            events = self.rt.bus.subscribe(maxsize=200_000)
+            await self.rt.start()
+            await asyncio.to_thread(self.view.load, self.rt)
+            self._refresh({"agents", "threads", "escalations", "spend", "status"})
+            self._pump = asyncio.create_task(self._drain(events))
+            if self.view.open_escalations():
+                self.notify(
+                    f"{len(self.view.open_escalations())} escalation(s) waiting for a decision",
+                    title="Escalations",
+                    severity="warning",
+                )
+        except Exception as exc:  # show what is wrong and keep the console up, so the operator can read it
+            self.failed = f"{type(exc).__name__}: {exc}"
+            self.view.status.provider = "runtime failed to start"
+            self.notify(self.failed, title="The runtime could not start", severity="error", timeout=30)
+            self._refresh({"status"})
+
+    async def _shutdown(self) -> None:
+        if self._boot is not None and not self._boot.done():
+            self._boot.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self._boot
+        if self.rt is not None:
+            rt, self.rt = self.rt, None
+            with contextlib.suppress(Exception):
+                await rt.close("console closed")
+        if self._pump is not None:
+            self._pump.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._pump
+
+    async def action_quit(self) -> None:
+        await self._shutdown()
+        self.exit(0)
+
+    async def on_unmount(self) -> None:
+        await self._shutdown()
+
+    # -- events → panes -----------------------------------------------------------------------------------
+    async def _drain(self, events: Subscription) -> None:
+        window = self.settings.console.refresh_ms / 1000
+        while (first := await events.get()) is not None:
+            await asyncio.sleep(window)  # merge whatever else arrives in this window into one repaint
+            batch = [first, *events.drain()]
+            touched: set[str] = set()
+            for event in batch:
+                touched |= self.view.apply(event)
+                self._notice(event)
+            self._refresh(touched)
+
+    def _notice(self, event: Any) -> None:
+        kind = getattr(event, "kind", "")
+        if kind == "escalation_raised":
+            self.notify(
+                f"{event.agent_id or event.thread_id}: {event.reason[:160]}",
+                title=f"Escalation ({event.priority}) — {event.rule}",
+                severity="warning",
+                timeout=8,
+            )
+            if self.settings.console.bell:
+                self.bell()
+        elif kind == "events_dropped":
+            self.notify(f"{event.count} events were dropped; reloading", severity="warning")
+            if self.rt is not None:
+                self.view.load(self.rt)
+        elif kind == "error":
+            self.notify(event.message[:300], title=event.where, severity="error")
+
+    def _refresh(self, touched: set[str]) -> None:
+        screen = self.screen
+        if isinstance(screen, DashboardScreen):
+            screen.refresh_panes(touched)
+            return
+        from bzzz_console.tui.escalation_screen import EscalationScreen
+        from bzzz_console.tui.thread_screen import ThreadScreen
+
+        if isinstance(screen, ThreadScreen) and (
+            f"thread:{screen.thread_id}" in touched or "agents" in touched
+        ):
+            screen.refresh_thread()
+        elif isinstance(screen, EscalationScreen) and touched:
+            screen.refresh_escalation()
+
+    def _tick(self) -> None:
+        tick = getattr(self.screen, "tick", None)
+        if tick is not None:
+            tick()
+
+    def on_screen_resume(self) -> None:
+        self._refresh({"agents", "threads", "escalations", "spend", "status"})
+
+    # -- navigation ---------------------------------------------------------------------------------------
+    def open_thread(self, thread_id: str) -> None:
+        from bzzz_console.tui.thread_screen import ThreadScreen
+
+        async def load_and_show() -> None:
+            if self.rt is not None:
+                await asyncio.to_thread(self.view.load_transcript, self.rt, thread_id)
+            await self.push_screen(ThreadScreen(thread_id))
+
+        self.run_worker(load_and_show(), group="navigate")
+
+    def open_escalation(self, escalation_id: str) -> None:
+        from bzzz_console.tui.escalation_screen import EscalationScreen
+
+        async def load_and_show() -> None:
+            if self.rt is not None:  # the event carried the headline; the store has the full context
+                await asyncio.to_thread(self.view.load_escalation, self.rt, escalation_id)
+            await self.push_screen(EscalationScreen(escalation_id))
+
+        self.run_worker(load_and_show(), group="navigate")
+
+    def action_help(self) -> None:
+        from bzzz_console.tui.help_screen import HelpScreen
+
+        self.push_screen(HelpScreen(self.screen))
+
+    # -- operator intent ----------------------------------------------------------------------------------
+    def _refuse(self, what: str) -> bool:
+        if self.readonly:
+            self.notify(f"read-only console: {what} is disabled (started with --readonly)", severity="error")
+            return True
+        if self.rt is None:
+            self.notify(f"the runtime is not running: {self.failed or 'still starting'}", severity="error")
+            return True
+        return False
+
+    async def submit(self, command: Any, what: str) -> Any:
+        if self._refuse(what):
+            return None
+        from bzzz_console.runtime.operator import CommandError
+
+        try:
+            return await self.rt.submit(command)  # type: ignore[union-attr]
+        except CommandError as exc:
+            self.notify(str(exc), title=f"Cannot {what}", severity="error")
+            return None
+
+    async def decide(self, command: cmd.Decision) -> bool:
+        row = await self.submit(command, "decide")
+        if row is None:
+            return False
+        self.notify(f"{command.kind} applied to {command.escalation_id}", title="Decision recorded")
+        return True
+
+    async def post_human(self, thread_id: str, text: str) -> bool:
+        from bzzz_console.domain import commands as cmd
+
+        return (
+            await self.submit(
+                cmd.PostHumanMessage(thread_id=thread_id, text=text, operator=self.operator), "post"
+            )
+            is not None
+        )
+
+    async def toggle_pause(self, agent_id: str) -> None:
+        from bzzz_console.domain import commands as cmd
+
+        agent = self.view.agents.get(agent_id)
+        command = cmd.Resume if agent is not None and agent.paused else cmd.Pause
+        if self._refuse("pausing agents"):
+            return
+        await self.submit(command(agent_id=agent_id, operator=self.operator), "pause or resume")
+        self.notify(f"{agent_id} {'resumed' if command is cmd.Resume else 'paused'}")
+
+    def run_toggle_pause(self, agent_id: str) -> None:
+        self.run_worker(self.toggle_pause(agent_id))
+
+    def action_new_task(self) -> None:
+        if self._refuse("adding tasks"):
+            return
+        from bzzz_console.tui.modals import NewTask
+
+        async def ask() -> None:
+            from bzzz_console.domain import commands as cmd
+
+            roles = self.rt.roles() if self.rt is not None else []
+            answer = await self.push_screen_wait(NewTask(roles))
+            if answer:
+                task = await self.submit(
+                    cmd.AddTask(project=self.settings.runtime.project, operator=self.operator, **answer),
+                    "add a task",
+                )
+                if task is not None:
+                    self.notify(f"{task.id}: {task.title}", title="Task added")
+
+        self.run_worker(ask(), group="new-task")

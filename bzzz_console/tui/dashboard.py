@@ -1,0 +1,137 @@
+"""The dashboard: agents, escalations, threads and spend at a glance, all keyboard."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Grid, Vertical
+from textual.screen import Screen
+from textual.widgets import DataTable, Footer, Input, Label
+
+from bzzz_console.tui.panels import SpendPanel, StatusLine
+from bzzz_console.tui.tables import AgentsTable, EscalationsTable, FleetTable, ThreadsTable
+
+if TYPE_CHECKING:
+    from bzzz_console.tui.app import BzzzApp
+
+
+class Pane(Vertical):
+    """A bordered pane with a title that can say how many rows it holds."""
+
+    def __init__(self, title: str, *children: object, **kwargs: object) -> None:
+        super().__init__(*children, **kwargs)  # type: ignore[arg-type]
+        self.border_title = title
+
+
+class DashboardScreen(Screen[None]):
+    BINDINGS = [
+        Binding("e", "focus_table('escalations')", "escalations", id="dashboard.escalations"),
+        Binding("t", "focus_table('threads')", "threads", id="dashboard.threads"),
+        Binding("a", "focus_table('agents')", "agents", id="dashboard.agents"),
+        Binding("slash", "filter", "filter", id="dashboard.filter"),
+        Binding("escape", "clear_filter", "clear filter", show=False, id="dashboard.clear_filter"),
+        Binding("n", "app.new_task", "new task", id="dashboard.new_task"),
+        Binding("p", "toggle_pause", "pause/resume agent", id="dashboard.pause"),
+    ]
+
+    @property
+    def bzzz(self) -> BzzzApp:
+        return self.app  # type: ignore[return-value]
+
+    def compose(self) -> ComposeResult:
+        yield StatusLine(id="status")
+        with Grid(id="dashboard"):
+            yield Pane("Agents", AgentsTable(id="agents"), id="agents-pane")
+            yield Pane("Escalations", EscalationsTable(id="escalations"), id="escalations-pane")
+            yield Pane("Threads", ThreadsTable(id="threads"), id="threads-pane")
+            yield Pane("Spend", SpendPanel(id="spend"), id="spend-pane")
+        yield Input(placeholder="filter the focused table (esc clears)", id="filter")
+        yield Label("", id="notice")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        self.query_one("#filter", Input).display = False
+        self.query_one("#escalations", EscalationsTable).focus()
+        self.refresh_panes({"agents", "threads", "escalations", "spend", "status"})
+
+    def refresh_panes(self, touched: set[str]) -> None:
+        view = self.bzzz.view
+        if "status" in touched or "escalations" in touched:
+            self.query_one(StatusLine).show(view)
+        for name in ("agents", "threads", "escalations"):
+            if name in touched:
+                self.query_one(f"#{name}", FleetTable).refresh_from(view)
+        if "escalations" in touched:
+            waiting = len(view.open_escalations())
+            self.query_one("#escalations-pane").border_title = f"Escalations ({waiting} open)"
+        if "threads" in touched:
+            self.query_one("#threads-pane").border_title = f"Threads ({len(view.threads)})"
+        if "spend" in touched:
+            self.query_one(SpendPanel).show(view)
+
+    def tick(self) -> None:
+        """Once a second: countdowns and ages move even when nothing happens."""
+        self.query_one("#escalations", FleetTable).refresh_from(self.bzzz.view)
+
+    def action_focus_table(self, name: str) -> None:
+        self.query_one(f"#{name}", DataTable).focus()
+
+    def _focused_table(self) -> FleetTable:
+        focused = self.focused
+        if isinstance(focused, FleetTable):
+            return focused
+        return getattr(self, "_last_table", None) or self.query_one("#escalations", FleetTable)
+
+    def on_descendant_focus(self, event: object) -> None:
+        if isinstance(self.focused, FleetTable):
+            self._last_table = self.focused
+
+    def action_filter(self) -> None:
+        table = self._focused_table()
+        box = self.query_one("#filter", Input)
+        box.display = True
+        box.value = table.filter_text
+        box.placeholder = f"filter {table.id} (esc clears)"
+        box.focus()
+
+    def on_input_changed(self, event: Input.Changed) -> None:
+        if event.input.id == "filter":
+            table = self._focused_table()
+            table.filter_text = event.value
+            table.refresh_from(self.bzzz.view)
+
+    def on_input_submitted(self, event: Input.Submitted) -> None:
+        if event.input.id == "filter":
+            self._focused_table().focus()
+
+    def action_clear_filter(self) -> None:
+        box = self.query_one("#filter", Input)
+        table = self._focused_table()
+        table.filter_text = ""
+        box.value = ""
+        box.display = False
+        table.refresh_from(self.bzzz.view)
+        table.focus()
+
+    def on_data_table_row_selected(self, event: DataTable.RowSelected) -> None:
+        key = event.row_key.value
+        if key is None:
+            return
+        if event.data_table.id == "escalations":
+            self.bzzz.open_escalation(key)
+        elif event.data_table.id == "threads":
+            self.bzzz.open_thread(key)
+        elif event.data_table.id == "agents":
+            agent = self.bzzz.view.agents.get(key)
+            if agent is not None and agent.thread:
+                self.bzzz.open_thread(agent.thread)
+
+    async def action_toggle_pause(self) -> None:
+        table = self.query_one("#agents", FleetTable)
+        agent_id = table.selected
+        if agent_id is None:
+            self.notify("select an agent first (a)", severity="warning")
+            return
+        await self.bzzz.toggle_pause(agent_id)

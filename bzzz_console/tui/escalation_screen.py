@@ -1,0 +1,193 @@
+"""One escalation: everything needed to decide, a countdown, and one key per decision."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING
+
+from rich.text import Text
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import VerticalScroll
+from textual.screen import Screen
+from textual.widgets import Footer, Static
+
+from bzzz_console.domain import commands as cmd
+from bzzz_console.tui.modals import AskText, Confirm
+from bzzz_console.tui.tables import PRIORITY_STYLE, STATE_STYLE, countdown
+
+if TYPE_CHECKING:
+    from bzzz_console.tui.app import BzzzApp
+
+DECISION_KEYS = (
+    ("a", "approve", "approve"),
+    ("r", "reject", "reject…"),
+    ("m", "reply", "reply…"),
+    ("s", "reassign", "reassign…"),
+    ("b", "raise_budget", "raise budget…"),
+    ("d", "downgrade", "downgrade model"),
+    ("h", "hand_back", "hand back"),
+    ("x", "terminate", "terminate"),
+)
+
+
+class EscalationScreen(Screen[None]):
+    BINDINGS = [
+        Binding("escape", "app.pop_screen", "back", id="escalation.back"),
+        Binding("o", "open_thread", "open thread", id="escalation.thread"),
+        *(
+            Binding(key, f"decide('{name}')", label, id=f"escalation.{name}")
+            for key, name, label in DECISION_KEYS
+        ),
+    ]
+
+    def __init__(self, escalation_id: str) -> None:
+        super().__init__()
+        self.escalation_id = escalation_id
+        self.busy = False
+
+    @property
+    def bzzz(self) -> BzzzApp:
+        return self.app  # type: ignore[return-value]
+
+    def compose(self) -> ComposeResult:
+        with VerticalScroll(id="escalation-body"):
+            yield Static(id="escalation-head")
+            yield Static(id="escalation-context")
+        yield Static(id="escalation-keys")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        self.refresh_escalation()
+
+    def refresh_escalation(self) -> None:
+        view = self.bzzz.view
+        e = view.escalations.get(self.escalation_id)
+        if e is None:
+            self.query_one("#escalation-head", Static).update(f"escalation {self.escalation_id} is not known")
+            return
+        now = datetime.now(UTC)
+        glyph, style = PRIORITY_STYLE.get(e.priority, ("?", ""))
+        head = Text()
+        head.append(f"{glyph} {e.priority.upper()} ", style=style or "bold")
+        head.append(f"{e.id} · rule ", style="dim")
+        head.append(e.rule, style="bold")
+        head.append(f" · {e.state}", style="bold magenta" if e.state == "open" else "bold")
+        if e.decision:
+            head.append(f" · decided: {e.decision}", style="green")
+        head.append("\n\n")
+        head.append(e.reason)
+        head.append("\n\ndeadline in ")
+        head.append_text(countdown(e.deadline, now))
+        head.append(f" — then: {e.default_action}")
+        head.append(
+            " (recorded as expired, never as a rejection)"
+            if e.default_action != "hold"
+            else " (keeps waiting; recorded as expired)",
+            style="dim",
+        )
+        self.query_one("#escalation-head", Static).update(head)
+        ctx = Text()
+        agent = view.agents.get(e.agent_id or "")
+        if agent is not None:
+            g, s = STATE_STYLE.get(agent.state, ("?", ""))
+            ctx.append("\nAgent  ", style="bold")
+            ctx.append(f"{g} {agent.id} ({agent.role}) {agent.state}", style=s)
+            ctx.append(f" · model {agent.model} · ${agent.cost:.4f} · {agent.tokens:,} tokens\n")
+        thread = view.threads.get(e.thread_id or "")
+        if thread is not None:
+            ctx.append("Thread ", style="bold")
+            ctx.append(f"{thread.id} · {thread.topic} · {thread.status} · ${thread.cost:.4f}\n")
+        for budget in e.context.get("spend", []):
+            ctx.append(
+                f"Budget {budget['scope']} {budget['key']}: ${budget['spent_usd']:.4f} of "
+                f"${budget['limit_usd']:.2f}\n",
+                style="yellow" if budget["spent_usd"] >= budget["limit_usd"] else "",
+            )
+        if e.context.get("options"):
+            ctx.append("Options: " + " · ".join(e.context["options"]) + "\n", style="cyan")
+        excerpt = e.context.get("excerpt") or [
+            f"#{m.seq} {m.author} [{m.type}]: {m.content[:200]}"
+            for m in list(view.transcript(e.thread_id or ""))[-6:]
+        ]
+        if excerpt:
+            ctx.append("\nWhat led here\n", style="bold")
+            for line in excerpt:
+                ctx.append(f"  {line}\n")
+        self.query_one("#escalation-context", Static).update(ctx)
+        keys = Text()
+        for key, _, label in DECISION_KEYS:
+            keys.append(f" {key} ", style="bold reverse")
+            keys.append(f" {label}  ")
+        if self.bzzz.readonly:
+            keys = Text(" read-only console: decisions are disabled ", style="bold red")
+        self.query_one("#escalation-keys", Static).update(keys)
+
+    def tick(self) -> None:
+        self.refresh_escalation()
+
+    def action_open_thread(self) -> None:
+        e = self.bzzz.view.escalations.get(self.escalation_id)
+        if e is not None and e.thread_id:
+            self.bzzz.open_thread(e.thread_id)
+
+    def action_decide(self, name: str) -> None:
+        # A worker, because asking for a reason or a confirmation waits for a modal screen.
+        self.run_worker(self._decide(name), exclusive=True, group="decision")
+
+    async def _decide(self, name: str) -> None:
+        if self.bzzz.readonly:
+            self.notify(
+                "read-only console: decisions are disabled (started with --readonly)", severity="error"
+            )
+            return
+        if self.busy:
+            return
+        e = self.bzzz.view.escalations.get(self.escalation_id)
+        if e is None:
+            return
+        self.busy = True
+        try:
+            command = await self._command(name, e.agent_id or "")
+            if command is not None and await self.bzzz.decide(command):
+                self.app.pop_screen()
+        finally:
+            self.busy = False
+
+    async def _command(self, name: str, agent_id: str) -> cmd.Decision | None:
+        ident, operator = self.escalation_id, self.bzzz.operator
+        if name == "approve":
+            return cmd.Approve(escalation_id=ident, operator=operator)
+        if name == "reject":
+            reason = await self.app.push_screen_wait(AskText("Reject — the reason (the agents read it):"))
+            return cmd.Reject(escalation_id=ident, reason=reason, operator=operator) if reason else None
+        if name == "reply":
+            text = await self.app.push_screen_wait(
+                AskText("Reply — posted to the thread as a human message:")
+            )
+            return cmd.Reply(escalation_id=ident, text=text, operator=operator) if text else None
+        if name == "reassign":
+            to = await self.app.push_screen_wait(AskText("Reassign to an agent id or a role:", "reviewer-2"))
+            return cmd.Reassign(escalation_id=ident, to=to, operator=operator) if to else None
+        if name == "raise_budget":
+            amount = await self.app.push_screen_wait(AskText("Raise the budget by (USD):", "1.00"))
+            try:
+                value = float(amount or "")
+            except ValueError:
+                if amount:
+                    self.notify(f"not an amount: {amount!r}", severity="error")
+                return None
+            return cmd.RaiseBudget(escalation_id=ident, amount_usd=value, operator=operator)
+        if name == "downgrade":
+            if await self.app.push_screen_wait(Confirm(f"Switch {agent_id} to the next cheaper model?")):
+                return cmd.DowngradeModel(escalation_id=ident, operator=operator)
+            return None
+        if name == "hand_back":
+            if await self.app.push_screen_wait(Confirm(f"Close the thread with {agent_id}'s partial work?")):
+                return cmd.HandBack(escalation_id=ident, operator=operator)
+            return None
+        if name == "terminate" and await self.app.push_screen_wait(
+            Confirm(f"Terminate {agent_id}? It leaves all its threads.")
+        ):
+            return cmd.Terminate(agent_id=agent_id, escalation_id=ident, operator=operator)
+        return None

@@ -1,0 +1,169 @@
+"""The dashboard's tables: each renders its rows from the FleetView and updates only what changed."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from datetime import UTC, datetime
+
+from rich.text import Text
+from textual.widgets import DataTable
+
+from bzzz_console.tui.view import AgentRowView, EscalationView, FleetView, ThreadRowView
+
+STATE_STYLE = {
+    "initializing": ("…", "dim"),
+    "idle": ("○", "dim"),
+    "active": ("●", "green"),
+    "collaborating": ("●", "cyan"),
+    "escalating": ("◆", "bold magenta"),
+    "terminating": ("✕", "red"),
+}
+PRIORITY_STYLE = {
+    "urgent": ("!", "bold red"),
+    "high": ("▲", "yellow"),
+    "medium": ("•", ""),
+    "low": ("·", "dim"),
+}
+THREAD_STYLE = {"active": "green", "waiting_human": "bold magenta", "stalled": "yellow", "closed": "dim"}
+
+
+def age(since: datetime, now: datetime) -> str:
+    seconds = max(0, int((now - since).total_seconds()))
+    if seconds < 60:
+        return f"{seconds}s"
+    if seconds < 3600:
+        return f"{seconds // 60}m"
+    return f"{seconds // 3600}h{seconds % 3600 // 60:02d}"
+
+
+def countdown(deadline: datetime | None, now: datetime) -> Text:
+    if deadline is None:
+        return Text("—", style="dim")
+    left = int((deadline - now).total_seconds())
+    if left <= 0:
+        return Text("expired", style="bold red")
+    text = f"{left // 3600:d}:{left % 3600 // 60:02d}:{left % 60:02d}"
+    return Text(text, style="bold red" if left < 300 else "yellow" if left < 1800 else "")
+
+
+def money(value: float, unknown: bool = False) -> str:
+    return "unknown" if unknown and value == 0 else f"{value:.4f}" + ("+?" if unknown else "")
+
+
+class FleetTable(DataTable[object]):
+    """A DataTable keyed by id, with a substring filter over every cell (``/``)."""
+
+    COLUMNS: tuple[str, ...] = ()
+
+    def __init__(self, **kwargs: object) -> None:
+        super().__init__(cursor_type="row", zebra_stripes=True, **kwargs)  # type: ignore[arg-type]
+        self.filter_text = ""
+        self._shown: list[str] = []
+        self._cells: dict[str, tuple[object, ...]] = {}
+
+    def on_mount(self) -> None:
+        for column in self.COLUMNS:
+            self.add_column(column, key=column)
+
+    def rows_for(self, view: FleetView, now: datetime) -> Iterable[tuple[str, tuple[object, ...]]]:
+        raise NotImplementedError
+
+    def refresh_from(self, view: FleetView) -> None:
+        now = datetime.now(UTC)
+        wanted = [(key, cells) for key, cells in self.rows_for(view, now) if self._matches(cells)]
+        keys = [key for key, _ in wanted]
+        if keys != self._shown:
+            selected = self._selected_key()
+            self.clear()
+            for key, cells in wanted:
+                self.add_row(*cells, key=key)
+            self._shown, self._cells = keys, dict(wanted)
+            if selected in keys:
+                self.move_cursor(row=keys.index(selected), animate=False)
+            return
+        for key, cells in wanted:
+            old = self._cells.get(key)
+            if old == cells:
+                continue
+            for column, value, before in zip(self.COLUMNS, cells, old or (None,) * len(cells), strict=False):
+                if value != before:
+                    self.update_cell(key, column, value, update_width=True)
+            self._cells[key] = cells
+
+    def _matches(self, cells: tuple[object, ...]) -> bool:
+        if not self.filter_text:
+            return True
+        needle = self.filter_text.lower()
+        return any(needle in (c.plain if isinstance(c, Text) else str(c)).lower() for c in cells)
+
+    def _selected_key(self) -> str | None:
+        if not self._shown or self.cursor_row < 0 or self.cursor_row >= len(self._shown):
+            return None
+        return self._shown[self.cursor_row]
+
+    @property
+    def selected(self) -> str | None:
+        return self._selected_key()
+
+
+class AgentsTable(FleetTable):
+    COLUMNS = ("id", "role", "state", "thread", "model", "tokens", "$")
+
+    def rows_for(self, view: FleetView, now: datetime) -> Iterable[tuple[str, tuple[object, ...]]]:
+        for agent in sorted(view.agents.values(), key=lambda a: a.id):
+            yield agent.id, self._cells_of(agent, view)
+
+    def _cells_of(self, a: AgentRowView, view: FleetView) -> tuple[object, ...]:
+        glyph, style = STATE_STYLE.get(a.state, ("?", ""))
+        state = Text(f"{glyph} {a.state.capitalize()}" + (" (paused)" if a.paused else ""), style=style)
+        limit = view.spend.agent_limits.get(a.id)
+        over = limit is not None and a.cost >= limit
+        cost = Text(
+            money(a.cost, a.cost_unknown) + (" over" if over else ""), style="bold red" if over else ""
+        )
+        return (a.id, a.role, state, a.thread or "—", a.model, f"{a.tokens:,}", cost)
+
+
+class ThreadsTable(FleetTable):
+    COLUMNS = ("id", "topic", "agents", "status", "msgs", "$", "age")
+
+    def rows_for(self, view: FleetView, now: datetime) -> Iterable[tuple[str, tuple[object, ...]]]:
+        order = {"waiting_human": 0, "active": 1, "stalled": 2, "closed": 3}
+        for t in sorted(
+            view.threads.values(), key=lambda t: (order.get(t.status, 9), -t.created_at.timestamp())
+        ):
+            yield t.id, self._cells_of(t, now)
+
+    def _cells_of(self, t: ThreadRowView, now: datetime) -> tuple[object, ...]:
+        topic = t.topic.removeprefix("Collaborative Review: ")
+        status = Text(
+            "ESCALATED" if t.status == "waiting_human" else t.status, style=THREAD_STYLE.get(t.status, "")
+        )
+        return (
+            t.id,
+            topic,
+            str(len(t.participants)),
+            status,
+            str(t.messages),
+            f"{t.cost:.4f}",
+            age(t.created_at, now),
+        )
+
+
+class EscalationsTable(FleetTable):
+    COLUMNS = ("priority", "agent", "reason", "age", "deadline")
+
+    def rows_for(self, view: FleetView, now: datetime) -> Iterable[tuple[str, tuple[object, ...]]]:
+        for e in view.open_escalations():
+            yield e.id, self._cells_of(e, now)
+
+    def _cells_of(self, e: EscalationView, now: datetime) -> tuple[object, ...]:
+        glyph, style = PRIORITY_STYLE.get(e.priority, ("?", ""))
+        reason = f"{e.rule}: {e.reason}"
+        return (
+            Text(f"{glyph} {e.priority}", style=style),
+            e.agent_id or "—",
+            reason[:120],
+            age(e.created_at, now),
+            countdown(e.deadline, now),
+        )
