@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
 from rich.text import Text
@@ -13,6 +12,7 @@ from textual.screen import Screen
 from textual.widgets import Footer, Static
 
 from bzzz_console.domain import commands as cmd
+from bzzz_console.tui import clock
 from bzzz_console.tui.modals import AskText, Confirm
 from bzzz_console.tui.tables import PRIORITY_STYLE, STATE_STYLE, countdown
 
@@ -66,7 +66,7 @@ class EscalationScreen(Screen[None]):
         if e is None:
             self.query_one("#escalation-head", Static).update(f"escalation {self.escalation_id} is not known")
             return
-        now = datetime.now(UTC)
+        now = clock.now()
         glyph, style = PRIORITY_STYLE.get(e.priority, ("?", ""))
         head = Text()
         head.append(f"{glyph} {e.priority.upper()} ", style=style or "bold")

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
-
 from rich.text import Text
 from textual.app import ComposeResult
 from textual.containers import Vertical
 from textual.widgets import Sparkline, Static
 
+from bzzz_console.tui import clock
 from bzzz_console.tui.view import FleetView
 
 
@@ -50,7 +49,7 @@ class SpendPanel(Vertical):
         yield Static(id="spend-breakdown")
 
     def show(self, view: FleetView) -> None:
-        spend, now = view.spend, datetime.now(UTC)
+        spend, now = view.spend, clock.now()
         head = Text()
         limit = f" of ${spend.daily_limit:.2f}" if spend.daily_limit is not None else ""
         head.append(f"${spend.today:.4f}{limit} today", style="bold")

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
-from datetime import UTC, datetime
+from datetime import datetime
 
 from rich.text import Text
 from textual.widgets import DataTable
 
+from bzzz_console.tui import clock
 from bzzz_console.tui.view import AgentRowView, EscalationView, FleetView, ThreadRowView
 
 STATE_STYLE = {
@@ -69,7 +70,7 @@ class FleetTable(DataTable[object]):
         raise NotImplementedError
 
     def refresh_from(self, view: FleetView) -> None:
-        now = datetime.now(UTC)
+        now = clock.now()
         wanted = [(key, cells) for key, cells in self.rows_for(view, now) if self._matches(cells)]
         keys = [key for key, _ in wanted]
         if keys != self._shown:

@@ -8,10 +8,11 @@ from __future__ import annotations
 
 from collections import deque
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 from bzzz_console.domain import events as ev
+from bzzz_console.tui import clock
 
 TRANSCRIPT_LIMIT = 500
 """Messages kept per thread in the console (older ones stay in the store and in exports)."""
@@ -40,7 +41,7 @@ class ThreadRowView:
     participants: tuple[str, ...] = ()
     messages: int = 0
     cost: float = 0.0
-    created_at: datetime = field(default_factory=lambda: datetime.now(UTC))
+    created_at: datetime = field(default_factory=lambda: clock.now())
     task_id: str | None = None
     consensus: str = ""
 
@@ -64,7 +65,7 @@ class EscalationView:
     reason: str
     priority: str
     state: str = "open"
-    created_at: datetime = field(default_factory=lambda: datetime.now(UTC))
+    created_at: datetime = field(default_factory=lambda: clock.now())
     deadline: datetime | None = None
     default_action: str = "hold"
     context: dict[str, Any] = field(default_factory=dict)
@@ -84,7 +85,7 @@ class SpendView:
     agent_limits: dict[str, float | None] = field(default_factory=dict)
     series: deque[float] = field(default_factory=lambda: deque([0.0] * SPEND_BUCKETS, maxlen=SPEND_BUCKETS))
     """Spend per minute over the last hour, oldest first (the sparkline)."""
-    started: datetime = field(default_factory=lambda: datetime.now(UTC))
+    started: datetime = field(default_factory=lambda: clock.now())
     warnings: list[str] = field(default_factory=list)
 
     def rate_per_hour(self, now: datetime) -> float:

@@ -1,0 +1,1 @@
+"""The Textual operator console: the only part of bzzz-console that imports textual."""
