@@ -39,10 +39,11 @@ app.add_typer(config_app, name="config")
 
 
 def _register_ops() -> None:
-    from bzzz_console.cli_ops import escalations_app, spend
+    from bzzz_console.cli_ops import escalations_app, spend, status
 
     app.add_typer(escalations_app, name="escalations")
     app.command("spend")(spend)
+    app.command("status")(status)
 
 
 DbOption = Annotated[

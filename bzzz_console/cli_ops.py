@@ -244,3 +244,132 @@ def spend(
         )
         _table(report["budgets"], ["scope", "key", "period", "spent_usd", "limit_usd", "share"])
         _table([{"metric": k, "value": v} for k, v in report["metrics"].items()], ["metric", "value"])
+
+
+def _provider_health(settings: Any) -> dict[str, Any]:
+    """Is the model provider reachable? The demo model always is (it starts in-process with the node)."""
+    from bzzz_console.runtime.provider import choose_provider
+
+    choice = choose_provider(settings)
+    health: dict[str, Any] = {"kind": choice.kind, "label": choice.label, "base_url": choice.base_url}
+    if choice.is_demo:
+        return {**health, "reachable": True, "detail": "scripted demo model, started in-process by the node"}
+    import asyncio
+
+    import openai
+
+    async def probe() -> str:
+        client = openai.AsyncOpenAI(
+            base_url=choice.base_url, api_key=choice.api_key or "", max_retries=0, timeout=5
+        )
+        try:
+            models = await client.models.list()
+            return f"{len(models.data)} models listed"
+        finally:
+            await client.close()
+
+    try:
+        return {**health, "reachable": True, "detail": asyncio.run(probe())}
+    except Exception as exc:  # any failure is the answer: unreachable, and why
+        return {**health, "reachable": False, "detail": f"{type(exc).__name__}: {exc}"[:300]}
+
+
+def status(
+    as_json: JsonOption = False,
+    db: DbOption = None,
+    config: ConfigOption = None,
+) -> None:
+    """One-shot health report: database, model provider, agents by state, open escalations, spend vs budget."""
+    from collections import Counter
+
+    from bzzz_console.cli import _errors, _settings
+    from bzzz_console.resources import agents_dir
+    from bzzz_console.runtime.specs import load_specs
+    from bzzz_console.spend import spend_report
+    from bzzz_console.store.engine import DatabaseError, make_engine, redact_url, upgrade
+    from bzzz_console.store.repo import Store
+
+    with _errors():
+        settings = _settings(config, db)
+        url = settings.database_url()
+        report: dict[str, Any] = {"database": {"url": redact_url(url), "reachable": False}}
+        healthy = True
+        try:
+            engine = make_engine(url)
+            revision = upgrade(engine)
+            report["database"].update(
+                reachable=True, revision=revision, backend=engine.url.get_backend_name()
+            )
+            store = Store(engine)
+        except DatabaseError as exc:
+            report["database"]["error"] = str(exc)
+            store, healthy = None, False
+        report["model_provider"] = _provider_health(settings)
+        healthy &= bool(report["model_provider"]["reachable"])
+        if store is not None:
+            specs = load_specs(settings.runtime.agents_dir or agents_dir())
+            agents = store.agents()
+            report["agents"] = {"total": len(agents), "by_state": dict(Counter(a.state for a in agents))}
+            waiting = [e for e in store.escalations("open")]
+            report["open_escalations"] = [_row(e) for e in waiting]
+            spend = spend_report(
+                store, settings, {a.id: specs[a.role].budget_usd if a.role in specs else None for a in agents}
+            )
+            report["spend"] = {
+                "today_usd": spend["today"]["cost_usd"],
+                "total_usd": spend["cost_usd"],
+                "unknown_cost_calls": spend["unknown_cost_calls"],
+                "budgets_over_80pct": [b for b in spend["budgets"] if (b["share"] or 0) >= 0.8],
+            }
+            threads = Counter(t.status for t in store.threads())
+            report["threads"] = dict(threads)
+            store.close()
+        report["healthy"] = healthy
+        if as_json:
+            sys.stdout.write(json.dumps(report, indent=2, default=str) + "\n")
+        else:
+            _print_status(report)
+        raise typer.Exit(0 if healthy else 1)
+
+
+def _print_status(report: dict[str, Any]) -> None:
+    ok = {True: "ok", False: "FAIL"}
+    database, provider = report["database"], report["model_provider"]
+    lines = [
+        f"database        {ok[database['reachable']]}  {database['url']}"
+        + (
+            f"  (revision {database.get('revision')})"
+            if database["reachable"]
+            else f"  {database.get('error')}"
+        ),
+        f"model provider  {ok[provider['reachable']]}  {provider['label']}  {provider['detail']}",
+    ]
+    if "agents" in report:
+        states = ", ".join(f"{n} {s}" for s, n in sorted(report["agents"]["by_state"].items())) or "none yet"
+        lines.append(f"agents          {report['agents']['total']}: {states}")
+        lines.append(
+            f"threads         {', '.join(f'{n} {s}' for s, n in sorted(report['threads'].items())) or 'none'}"
+        )
+        waiting = report["open_escalations"]
+        lines.append(
+            f"escalations     {len(waiting)} open"
+            + "".join(
+                f"\n  [{e['priority']}] {e['id']} {e['agent_id'] or ''} {e['rule']}: {e['reason'][:90]}"
+                for e in waiting
+            )
+        )
+        spend = report["spend"]
+        lines.append(
+            f"spend           ${spend['today_usd']:.4f} today, ${spend['total_usd']:.4f} in all"
+            + (
+                f", {spend['unknown_cost_calls']} calls of unpriced models"
+                if spend["unknown_cost_calls"]
+                else ""
+            )
+        )
+        for budget in spend["budgets_over_80pct"]:
+            lines.append(
+                f"  ⚠ {budget['scope']} {budget['key']}: ${budget['spent_usd']:.4f} of ${budget['limit_usd']:.2f}"
+            )
+    lines.append("healthy" if report["healthy"] else "NOT healthy")
+    typer.echo("\n".join(lines))
