@@ -350,7 +350,10 @@ def threads_export(
         if output is None:
             sys.stdout.write(text)
         else:
-            output.write_text(text, encoding="utf-8")
+            try:
+                output.write_text(text, encoding="utf-8")
+            except OSError as exc:
+                _fail(f"cannot write {output}: {exc.strerror or exc}")
             typer.echo(f"wrote {output}", err=True)
 
 

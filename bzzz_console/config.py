@@ -125,6 +125,13 @@ class ConsoleSettings(_Section):
     """How long the console collects events before it repaints: high event rates cost one repaint per window."""
 
 
+class MCPSettings(_Section):
+    webhook_hosts: list[str] = Field(default_factory=lambda: ["127.0.0.1", "localhost", "::1"])
+    """Hosts that bzzz_subscribe may POST events to (the allow-list); anything else is refused."""
+    readonly: bool = False
+    """Refuse the MCP tools that change decisions (bzzz_decide), whatever the console does."""
+
+
 class StoreSettings(_Section):
     url: str | None = None
     """SQLAlchemy URL; unset = SQLite (WAL) ``bzzz.db`` in the user data dir.
@@ -146,6 +153,8 @@ class Settings(_Section):
     """Escalation rules and decisions."""
     optimizer: OptimizerSettings = OptimizerSettings()
     """The context and model optimizer."""
+    mcp: MCPSettings = MCPSettings()
+    """The MCP server for outside agents and IDEs."""
     console: ConsoleSettings = ConsoleSettings()
     """The interactive console."""
     pricing: dict[str, dict[str, float]] = Field(default_factory=dict)

@@ -56,20 +56,30 @@ async def run_headless(
     events = runtime.bus.subscribe(maxsize=100_000)
     printer = asyncio.create_task(_print_events(events, out))
     stop = asyncio.Event()
+    output_closed = False
+
+    def printer_done(task: asyncio.Task[None]) -> None:
+        # The reader went away (``| head``, ``grep -m1``): stop instead of running on with nobody listening.
+        nonlocal output_closed
+        if not task.cancelled() and task.exception() is not None:
+            output_closed = True
+            stop.set()
+
+    printer.add_done_callback(printer_done)
     loop = asyncio.get_running_loop()
-    reason = "stopped"
+    reason = "error"  # start-up failed: still close what was started, and end with runtime_stopped
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     try:
-        await runtime.start()
         try:
+            await runtime.start()
             waiters: list[asyncio.Task[Any]] = [asyncio.create_task(stop.wait())]
             if exit_when_idle:
                 waiters.append(asyncio.create_task(runtime.wait_idle()))
             _, pending = await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
             for task in pending:
                 task.cancel()
-            reason = "signal" if stop.is_set() else "idle"
+            reason = "output closed" if output_closed else "signal" if stop.is_set() else "idle"
         finally:
             await runtime.close(reason)
     finally:

@@ -7,12 +7,13 @@ that cannot speak right now); threads run concurrently. Every step persists firs
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from bzzz_console.domain import events as ev
 from bzzz_console.domain.lifecycle import AgentState
 from bzzz_console.domain.threads import SYSTEM_AUTHOR, MessageType, ThreadMessage, ThreadStatus, Vote
+from bzzz_console.runtime.membership import Membership
 from bzzz_console.runtime.memory import excerpt, make_episodes
 from bzzz_console.runtime.model import Agent, Participant, ThreadState
 from bzzz_console.runtime.tools import ToolError
@@ -41,7 +42,7 @@ def review_prompt(task: TaskRow, participants: Sequence[Participant]) -> str:
     )
 
 
-class Conversations(TurnTaking):
+class Conversations(TurnTaking, Membership):
     def __init__(self, rt: Runtime) -> None:
         self.rt = rt
         self.threads: dict[str, ThreadState] = {}
@@ -214,6 +215,8 @@ class Conversations(TurnTaking):
         if ends_turn:
             thread.turn_count += 1
         self._publish_message(message)
+        if ends_turn and agent.origin != "local":
+            self.wake(thread)  # an outside agent spoke in its turn: the next one may go on
         return message
 
     def post_human(self, thread_id: str, text: str, operator: str, *, wake: bool = True) -> ThreadMessage:
@@ -246,95 +249,6 @@ class Conversations(TurnTaking):
             thread, self.rt.agents[agent_id], rule, reason, priority=priority, options=options, turns=1
         )
         return escalation_id
-
-    # -- participants and resumption (escalation decisions) ---------------------------------------------
-    def speaker_of(self, thread: ThreadState) -> Agent | None:
-        if not thread.participants:
-            return None
-        return self.rt.agents.get(thread.participants[thread.turn_count % len(thread.participants)].agent_id)
-
-    def invite(self, thread: ThreadState, wanted: Callable[[Agent], bool], reason: str) -> Agent | None:
-        """Bring one more agent into a thread (an architect, an expert): the least loaded that fits."""
-        free = [
-            a
-            for a in self.rt.agents.values()
-            if wanted(a) and a.can_join and a.id not in thread.participant_ids
-        ]
-        agent = min(free, key=lambda a: (a.load, a.id), default=None)
-        if agent is None:
-            self.rt.publish(
-                ev.ErrorRaised(where=f"thread {thread.id}", message=f"{reason}: no free agent fits")
-            )
-            return None
-        self.rt.store.add_participant(thread.id, agent.id, agent.role)
-        thread.participants.append(Participant(agent.id, agent.role))
-        self.join(agent, thread)
-        self.rt.publish(
-            ev.ParticipantsChanged(
-                thread_id=thread.id,
-                participants=tuple(thread.participant_ids),
-                reason=f"{agent.id} joined: {reason}",
-            )
-        )
-        return agent
-
-    def replace_participant(self, thread: ThreadState, old: Agent, new: Agent) -> None:
-        self.rt.store.replace_participant(thread.id, old.id, new.id, new.role)
-        thread.participants = [
-            Participant(new.id, new.role) if p.agent_id == old.id else p for p in thread.participants
-        ]
-        self._release(old, thread, "reassigned by the operator")
-        self.join(new, thread)
-        self.rt.publish(
-            ev.ParticipantsChanged(
-                thread_id=thread.id,
-                participants=tuple(thread.participant_ids),
-                reason=f"{old.id} reassigned to {new.id}",
-            )
-        )
-
-    def remove_participant(self, thread: ThreadState, agent: Agent, reason: str) -> None:
-        self.rt.store.remove_participant(thread.id, agent.id)
-        thread.participants = [p for p in thread.participants if p.agent_id != agent.id]
-        agent.threads.discard(thread.id)
-        agent.working.pop(thread.id, None)
-        self.rt.publish(
-            ev.ParticipantsChanged(
-                thread_id=thread.id,
-                participants=tuple(thread.participant_ids),
-                reason=f"{agent.id} left: {reason}",
-            )
-        )
-        if not thread.participants:
-            self._stall(thread, "no participant left")
-
-    def _release(self, agent: Agent, thread: ThreadState, reason: str) -> None:
-        """An escalated agent handing its seat over: back to work elsewhere, or idle."""
-        if agent.state is AgentState.ESCALATING:
-            self.rt.transition(agent, AgentState.ACTIVE, thread.id, reason)
-        self.leave(agent, thread)
-        if agent.threads and agent.state is AgentState.ACTIVE:
-            self.rt.transition(agent, AgentState.COLLABORATING, None, "back to its other threads")
-
-    def resume_agent(self, agent: Agent, reason: str) -> None:
-        self.rt.transition(agent, AgentState.ACTIVE, None, reason)
-        if any(
-            len(t.participants) > 1 for t in (self.threads.get(i) for i in agent.threads) if t is not None
-        ):
-            self.rt.transition(agent, AgentState.COLLABORATING, None, "multi-agent context")
-        for thread_id in agent.threads:
-            thread = self.threads.get(thread_id)
-            if thread is not None:
-                self.wake(thread)
-
-    def resume_thread(self, thread: ThreadState, reason: str) -> None:
-        self.rt.store.set_thread_status_only(thread.id, ThreadStatus.ACTIVE.value)
-        thread.status = ThreadStatus.ACTIVE
-        thread.calls.clear()  # a fresh start for the error-rate rule
-        self.rt.publish(
-            ev.ThreadStatusChanged(thread_id=thread.id, status=thread.status.value, reason=reason)
-        )
-        self.start_driver(thread)
 
     def _close_on_consensus(self, thread: ThreadState, vote: Vote) -> None:
         proposal = next(m for m in thread.messages if m.id == vote.proposal_id)

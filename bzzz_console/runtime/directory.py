@@ -56,10 +56,36 @@ def describe(
             agent = rt.agents.get(ident)
             if agent is None:
                 raise NotFound(f"no agent {ident!r}")
-            return agent_info(agent)
+            info = agent_info(agent)
+            if include_metadata:
+                info["metadata"] = {
+                    "threads": sorted(agent.threads),
+                    "origin": agent.origin,
+                    "consensus_rate": consensus_rates(rt).get(agent.id),
+                }
+            return info
+        if kind == "escalations":
+            escalation = rt.store.get_escalation(ident)
+            if escalation is None:
+                raise NotFound(f"no escalation {ident!r}")
+            from bzzz_console.cli_ops import _row
+
+            found = {
+                **_row(escalation),
+                "default_action": escalation.default_action,
+                "decision": escalation.decision,
+            }
+            if include_metadata:
+                found["context"] = escalation.context
+            return found
+        if kind == "subscriptions":
+            try:
+                return rt.subscriptions.take(ident, max_history)
+            except KeyError:
+                raise NotFound(f"no subscription {ident!r} on this node") from None
     except NotFound as exc:
         raise ToolError(f"address: {exc}") from None
-    raise ToolError(f"address: /{kind} cannot be read yet")
+    raise ToolError(f"address: /{kind} names nothing that can be read")
 
 
 def agent_info(agent: Agent) -> dict[str, Any]:
@@ -73,13 +99,29 @@ def agent_info(agent: Agent) -> dict[str, Any]:
         "max_tasks": agent.spec.max_tasks,
         "available": agent.can_join,
         "address": f"bzzz://{agent.id}:{agent.role}@*",
+        "origin": agent.origin,
     }
+
+
+def consensus_rates(rt: Runtime) -> dict[str, float]:
+    """Per agent: the share of its finished threads that ended in consensus (its 'performance')."""
+    from collections import Counter
+
+    finished: Counter[str] = Counter()
+    agreed: Counter[str] = Counter()
+    outcomes = {t.id: t.outcome for t in rt.store.threads() if t.outcome}
+    for p in rt.store.participants():
+        if p.thread_id in outcomes:
+            finished[p.agent_id] += 1
+            agreed[p.agent_id] += outcomes[p.thread_id] == "consensus"
+    return {agent: agreed[agent] / n for agent, n in finished.items()}
 
 
 def lookup_agents(
     rt: Runtime, address: SemanticAddress, criteria: FilterCriteria | None
 ) -> list[dict[str, Any]]:
     found = []
+    rates = consensus_rates(rt) if criteria is not None and criteria.performance_threshold is not None else {}
     for agent in rt.agents.values():
         if not any(address.matches_agent(agent.id, name) for name in (agent.role, *agent.spec.aliases)):
             continue
@@ -88,5 +130,8 @@ def lookup_agents(
                 continue
             if criteria.expertise and not set(criteria.expertise) <= set(agent.spec.capabilities):
                 continue
+            threshold = criteria.performance_threshold
+            if threshold is not None and rates.get(agent.id, 0.0) < threshold:
+                continue  # an agent with no finished thread has no track record yet: it does not qualify
         found.append(agent_info(agent))
     return found

@@ -22,6 +22,8 @@ class Agent:
     origin: str = "local"
     paused: bool = False
     threads: set[str] = field(default_factory=set)
+    inbox: deque[str] = field(default_factory=lambda: deque(maxlen=20))
+    """Messages addressed to the agent itself (bzzz_post to its address or role); read at its next turn."""
     working: dict[str, dict[str, Any]] = field(default_factory=dict)
     """Working memory per thread: the task at hand and what the agent learned from tools during it."""
 

@@ -70,6 +70,9 @@ def format_task(agent: Agent, thread: ThreadState) -> str:
         )
         if task.get("description"):
             lines.append(str(task["description"]))
+    if agent.inbox:  # delivered once: the agent reads its messages at the top of its next turn
+        lines.append("Messages addressed to you:\n" + "\n".join(f"- {m}" for m in agent.inbox))
+        agent.inbox.clear()
     notes = agent.working.get(thread.id, {}).get("notes")
     if notes:
         lines.append("Your notes so far: " + "; ".join(notes[-5:]))

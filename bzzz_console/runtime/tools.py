@@ -1,7 +1,7 @@
-"""The bzzz tools agents call, one implementation for in-process agents (OpenAI tools) and, later, MCP clients.
+"""The bzzz tools: one implementation for in-process agents (as OpenAI tools) and for MCP clients.
 
-Arguments are pydantic models: their JSON Schema is what the model sees, and validation errors come back to the
-caller as a tool error that names the field and why — a bad call never raises into the runtime.
+``run_tool`` validates the arguments against the models in :mod:`tool_args` and runs the handler; every failure
+comes back as ``{"error": ...}`` naming the field and why, so a bad call never raises into the runtime.
 """
 
 from __future__ import annotations
@@ -10,72 +10,50 @@ import json
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from functools import cache
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import ValidationError
 
 from bzzz_console.domain.addresses import AddressError, SemanticAddress
 from bzzz_console.domain.llm import ToolSpec
 from bzzz_console.domain.threads import MessageType
+from bzzz_console.runtime.tool_args import (
+    FilterCriteria,
+    GetArgs,
+    LookupArgs,
+    PostArgs,
+    RequestHumanArgs,
+    ToolArgs,
+)
 
 if TYPE_CHECKING:
     from bzzz_console.runtime.runtime import Runtime
 
+__all__ = [
+    "FilterCriteria",
+    "Tool",
+    "ToolContext",
+    "ToolError",
+    "ToolOutcome",
+    "agent_tool_specs",
+    "run_tool",
+]
 AGENT_MESSAGE_TYPES = ("proposal", "agree", "disagree", "question", "answer", "comment", "summary")
-PriorityName = Literal["low", "medium", "high", "urgent"]
 
 
 class ToolError(Exception):
     """A tool call that cannot be carried out; the message is returned to the caller as the tool's result."""
 
 
-class _Args(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-
-class PostArgs(_Args):
-    target_address: str = Field(description="Where to post, e.g. bzzz://*@project/threads/<thread_id>")
-    message_type: Literal["proposal", "agree", "disagree", "question", "answer", "comment", "summary"] = (
-        Field(description="The kind of message; agree/disagree vote on the latest proposal")
-    )
-    content: dict[str, Any] = Field(
-        description='The message, e.g. {"text": "..."}; "reply_to" may name a message id'
-    )
-    priority: PriorityName = "medium"
-    thread_id: str | None = Field(None, description="Thread to post into when the address does not name one")
-
-
-class GetArgs(_Args):
-    address: str = Field(description="bzzz:// address naming a thread, task or agent")
-    include_metadata: bool = True
-    max_history: int = Field(10, ge=0, le=200, description="Messages of a thread to return, newest last")
-
-
-class FilterCriteria(_Args):
-    expertise: list[str] = Field(default_factory=list, description="Capabilities the agent must have")
-    availability: bool | None = Field(None, description="Only agents that can take more work")
-    performance_threshold: float | None = Field(
-        None, ge=0, le=1, description="Minimum consensus success rate"
-    )
-
-
-class LookupArgs(_Args):
-    semantic_address: str = Field(description="Format: bzzz://agent:role@project:task/path")
-    filter_criteria: FilterCriteria | None = None
-
-
-class RequestHumanArgs(_Args):
-    reason: str = Field(min_length=3, max_length=2000, description="What the operator must decide, and why")
-    priority: PriorityName = "medium"
-    options: list[str] = Field(default_factory=list, max_length=10, description="Choices you see, if any")
-
-
 @dataclass(frozen=True, slots=True)
 class ToolContext:
-    """Who is calling: an in-process agent inside a thread, or an outside client (agent_id of its announce)."""
+    """Who is calling: an in-process agent inside a thread, or an MCP client (its announced agent, if any)."""
 
-    agent_id: str
+    agent_id: str | None
     thread_id: str | None = None
+    readonly: bool = False
+    via: str = "agent"
+    """agent (in-process, OpenAI tools) or mcp."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,63 +70,93 @@ Handler = Callable[["Runtime", ToolContext, Any], Awaitable[ToolOutcome]]
 class Tool:
     name: str
     description: str
-    args: type[_Args]
+    args: type[ToolArgs]
     handler: Handler
+    read_only: bool = False
+    destructive: bool = False
 
     @property
     def spec(self) -> ToolSpec:
         return ToolSpec(self.name, self.description, self.args.model_json_schema())
 
 
-def _address(text: str, field: str) -> SemanticAddress:
+def parse_address(text: str, field: str) -> SemanticAddress:
     try:
         return SemanticAddress.parse(text)
     except AddressError as exc:
         raise ToolError(f"{field}: {exc}") from None
 
 
+def need_agent(ctx: ToolContext, tool: str) -> str:
+    if ctx.agent_id is None:
+        raise ToolError(f"{tool}: announce yourself first with bzzz_announce, so your actions have an author")
+    return ctx.agent_id
+
+
+def message_text(content: dict[str, Any]) -> tuple[str, str | None]:
+    text = content.get("text")
+    if not isinstance(text, str) or not text.strip():
+        raise ToolError('content.text: required, a non-empty string (e.g. {"text": "I propose ..."})')
+    reply_to = content.get("reply_to")
+    if reply_to is not None and not isinstance(reply_to, str):
+        raise ToolError("content.reply_to: must be a message id (a string)")
+    return text.strip(), reply_to
+
+
 async def _post(rt: Runtime, ctx: ToolContext, args: PostArgs) -> ToolOutcome:
-    address = _address(args.target_address, "target_address")
+    author = need_agent(ctx, "bzzz_post")
+    if args.message_type not in AGENT_MESSAGE_TYPES:
+        raise ToolError(f"message_type: {args.message_type!r} is not one of {', '.join(AGENT_MESSAGE_TYPES)}")
+    text, reply_to = message_text(args.content)
+    address = parse_address(args.target_address, "target_address")
     thread_id = args.thread_id
     if address.target is not None:
         kind, ident = address.target
+        if kind == "agents":
+            return _deliver(rt, author, address, args, text)
         if kind != "threads":
-            raise ToolError(f"target_address: can only post to a thread (/threads/<id>), not to /{kind}")
+            raise ToolError(f"target_address: a message goes to a thread, an agent or a role, not to /{kind}")
         thread_id = ident
+    elif thread_id is None and (address.agent not in (None, "*") or address.role not in (None, "*")):
+        return _deliver(rt, author, address, args, text)
+    thread_id = thread_id or ctx.thread_id
     if thread_id is None:
-        thread_id = ctx.thread_id
-    if thread_id is None:
-        raise ToolError("target_address: names no thread and no thread_id was given")
-    text = args.content.get("text")
-    if not isinstance(text, str) or not text.strip():
-        raise ToolError('content.text: required, a non-empty string (e.g. {"text": "I propose ..."})')
-    reply_to = args.content.get("reply_to")
+        raise ToolError("target_address: names no thread, agent or role, and no thread_id was given")
+    ends_turn = thread_id == ctx.thread_id or rt.conversations.is_turn_of(author, thread_id)
     message = await rt.conversations.post_from_agent(
-        ctx.agent_id,
-        thread_id,
-        MessageType(args.message_type),
-        text.strip(),
-        reply_to=reply_to if isinstance(reply_to, str) else None,
-        ends_turn=thread_id == ctx.thread_id,
+        author, thread_id, MessageType(args.message_type), text, reply_to=reply_to, ends_turn=ends_turn
     )
+    result = {"status": "posted", "message_id": message.id, "thread_id": thread_id, "seq": message.seq}
+    return ToolOutcome(result, ok=True, ends_turn=thread_id == ctx.thread_id)
+
+
+def _deliver(rt: Runtime, author: str, address: SemanticAddress, args: PostArgs, text: str) -> ToolOutcome:
+    """A message to an agent (or every agent of a role): it reads it at the top of its next turn."""
+    targets = [
+        a
+        for a in rt.agents.values()
+        if a.id != author and any(address.matches_agent(a.id, name) for name in (a.role, *a.spec.aliases))
+    ]
+    if not targets:
+        raise ToolError(f"target_address: no agent matches {address.format()}")
+    for agent in targets:
+        agent.inbox.append(f"[{author} · {args.message_type} · {args.priority}] {text}")
     return ToolOutcome(
-        {"status": "posted", "message_id": message.id, "thread_id": thread_id, "seq": message.seq},
-        ok=True,
-        ends_turn=thread_id == ctx.thread_id,
+        {"status": "delivered", "delivered_to": [a.id for a in targets], "count": len(targets)}, ok=True
     )
 
 
 async def _get(rt: Runtime, ctx: ToolContext, args: GetArgs) -> ToolOutcome:
-    address = _address(args.address, "address")
+    address = parse_address(args.address, "address")
     if address.target is None:
         raise ToolError("address: must name a thing, e.g. bzzz://*@project/threads/<id> or /tasks/<id>")
     from bzzz_console.runtime.directory import describe
 
-    return ToolOutcome(describe(rt, address.target, args.max_history, args.include_metadata), ok=True)
+    return ToolOutcome(describe(rt, address.target, int(args.max_history), args.include_metadata), ok=True)
 
 
 async def _lookup(rt: Runtime, ctx: ToolContext, args: LookupArgs) -> ToolOutcome:
-    address = _address(args.semantic_address, "semantic_address")
+    address = parse_address(args.semantic_address, "semantic_address")
     from bzzz_console.runtime.directory import lookup_agents
 
     matches = lookup_agents(rt, address, args.filter_criteria)
@@ -156,42 +164,54 @@ async def _lookup(rt: Runtime, ctx: ToolContext, args: LookupArgs) -> ToolOutcom
 
 
 async def _request_human(rt: Runtime, ctx: ToolContext, args: RequestHumanArgs) -> ToolOutcome:
+    author = need_agent(ctx, "request_human")
     if ctx.thread_id is None:
         raise ToolError("request_human can only be called from within a thread")
     escalation_id = await rt.conversations.request_human(
-        ctx.agent_id, ctx.thread_id, args.reason, args.priority, args.options
+        author, ctx.thread_id, args.reason, args.priority, args.options
     )
-    return ToolOutcome(
-        {
-            "status": "escalated",
-            "escalation_id": escalation_id,
-            "note": "Wait: the thread resumes when the operator decides.",
-        },
-        ok=True,
-        ends_turn=True,
-    )
+    result = {
+        "status": "escalated",
+        "escalation_id": escalation_id,
+        "note": "Wait: the thread resumes when the operator decides.",
+    }
+    return ToolOutcome(result, ok=True, ends_turn=True)
 
 
-AGENT_TOOLS: dict[str, Tool] = {
-    t.name: t
-    for t in (
-        Tool("bzzz_post", "Post events or messages to BZZZ addresses", PostArgs, _post),
-        Tool("bzzz_get", "Retrieve content from BZZZ semantic addresses", GetArgs, _get),
-        Tool("bzzz_lookup", "Discover agents and resources using semantic addressing", LookupArgs, _lookup),
-        Tool(
-            "request_human",
-            "Escalate to a human operator when the team cannot decide on its own",
-            RequestHumanArgs,
-            _request_human,
-        ),
-    )
-}
+CORE_TOOLS = (
+    Tool("bzzz_post", "Post events or messages to BZZZ addresses", PostArgs, _post),
+    Tool("bzzz_get", "Retrieve content from BZZZ semantic addresses", GetArgs, _get, read_only=True),
+    Tool(
+        "bzzz_lookup",
+        "Discover agents and resources using semantic addressing",
+        LookupArgs,
+        _lookup,
+        read_only=True,
+    ),
+)
+REQUEST_HUMAN = Tool(
+    "request_human",
+    "Escalate to a human operator when the team cannot decide on its own",
+    RequestHumanArgs,
+    _request_human,
+)
+
+
+@cache
+def registry() -> dict[str, Tool]:
+    """Every tool by name: the agents' and the MCP clients'."""
+    from bzzz_console.runtime.tools_network import NETWORK_TOOLS
+
+    return {t.name: t for t in (*CORE_TOOLS, REQUEST_HUMAN, *NETWORK_TOOLS)}
+
+
+AGENT_TOOL_NAMES = ("bzzz_post", "bzzz_get", "bzzz_lookup", "request_human")
 
 
 @cache
 def agent_tool_specs() -> tuple[ToolSpec, ...]:
-    """The tools as the model sees them; JSON Schema generation is slow, so it runs once per process."""
-    return tuple(t.spec for t in AGENT_TOOLS.values())
+    """The tools in-process agents are offered; JSON Schema generation is slow, so it runs once per process."""
+    return tuple(registry()[name].spec for name in AGENT_TOOL_NAMES)
 
 
 def describe_validation_error(tool: str, exc: ValidationError) -> str:
@@ -206,15 +226,21 @@ async def run_tool(
     rt: Runtime, ctx: ToolContext, name: str, raw_arguments: str | dict[str, Any]
 ) -> ToolOutcome:
     """Validate and run one call; every failure becomes ``{"error": ...}`` with ``ok=False``."""
-    tool = AGENT_TOOLS.get(name)
+    tools = registry()
+    allowed = AGENT_TOOL_NAMES if ctx.via == "agent" else tuple(n for n in tools if n != "request_human")
+    tool = tools.get(name) if name in allowed else None
     if tool is None:
-        return ToolOutcome({"error": f"unknown tool {name!r}; available: {', '.join(AGENT_TOOLS)}"}, ok=False)
+        return ToolOutcome({"error": f"unknown tool {name!r}; available: {', '.join(allowed)}"}, ok=False)
+    if ctx.readonly and tool.destructive:
+        return ToolOutcome({"error": f"{name} is refused: this server is read-only"}, ok=False)
     try:
         data = json.loads(raw_arguments or "{}") if isinstance(raw_arguments, str) else raw_arguments
     except json.JSONDecodeError as exc:
         return ToolOutcome(
             {"error": f"arguments of {name} are not valid JSON: {exc.msg} at column {exc.colno}"}, ok=False
         )
+    if not isinstance(data, dict):
+        return ToolOutcome({"error": f"arguments of {name} must be a JSON object"}, ok=False)
     try:
         args = tool.args.model_validate(data)
     except ValidationError as exc:

@@ -1,0 +1,236 @@
+"""The tools that let outside agents take part (announce, thread, subscribe) and let another operator decide
+(escalations, decide). Same registry and validation as the agents' tools (see :mod:`tools`)."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from bzzz_console.domain import commands as cmd
+from bzzz_console.domain.threads import MessageType, ThreadStatus, tally
+from bzzz_console.runtime.memory import excerpt
+from bzzz_console.runtime.tool_args import (
+    AnnounceArgs,
+    DecideArgs,
+    EscalationsArgs,
+    SubscribeArgs,
+    ThreadArgs,
+)
+from bzzz_console.runtime.tools import Tool, ToolContext, ToolError, ToolOutcome, need_agent, parse_address
+
+if TYPE_CHECKING:
+    from bzzz_console.runtime.runtime import Runtime
+
+
+async def _announce(rt: Runtime, ctx: ToolContext, args: AnnounceArgs) -> ToolOutcome:
+    if args.max_tasks != int(args.max_tasks):
+        raise ToolError("max_tasks: must be a whole number")
+    existing = rt.agents.get(args.agent_id)
+    if existing is not None and existing.origin == "local":
+        raise ToolError(f"agent_id: {args.agent_id!r} is one of this node's own agents; choose another id")
+    agent = rt.register_external(
+        args.agent_id,
+        args.role,
+        list(args.capabilities),
+        args.specialization,
+        int(args.max_tasks),
+        origin="mcp",
+    )
+    return ToolOutcome(
+        {
+            "status": "announced",
+            "agent_id": agent.id,
+            "state": agent.state.value,
+            "address": f"bzzz://{agent.id}:{agent.role}@*",
+            "message": f"Agent {agent.id} ({agent.role}) announced to the network",
+        },
+        ok=True,
+    )
+
+
+def _thread_info(rt: Runtime, thread_id: str) -> dict[str, Any]:
+    row = rt.store.get_thread(thread_id)
+    return {
+        "thread_id": row.id,
+        "topic": row.topic,
+        "status": row.status,
+        "project": row.project,
+        "message_count": row.message_count,
+        "participants": [p.agent_id for p in rt.store.participants(row.id)],
+    }
+
+
+async def _thread(rt: Runtime, ctx: ToolContext, args: ThreadArgs) -> ToolOutcome:
+    conv = rt.conversations
+    if args.action == "list":
+        threads = [_thread_info(rt, t.id) for t in rt.store.threads()]
+        return ToolOutcome({"threads": threads, "count": len(threads)}, ok=True)
+    if args.action == "create":
+        if not args.topic or not args.topic.strip():
+            raise ToolError("topic: required to create a thread")
+        created = conv.create_thread(args.topic.strip(), args.participants, ctx.agent_id)
+        return ToolOutcome({"status": "created", **_thread_info(rt, created.id)}, ok=True)
+    if not args.thread_id:
+        raise ToolError(f"thread_id: required for {args.action}")
+    thread = conv.threads.get(args.thread_id)
+    if args.action == "summarize":
+        return ToolOutcome(_summary(rt, args.thread_id), ok=True)
+    agent_id = need_agent(ctx, "bzzz_thread")
+    if thread is None or thread.status is ThreadStatus.CLOSED:
+        raise ToolError(f"thread_id: {args.thread_id!r} is not an open thread on this node")
+    agent = rt.agents[agent_id]
+    if args.action == "join":
+        if agent_id in thread.participant_ids:
+            raise ToolError(f"{agent_id} already takes part in {thread.id}")
+        conv.add_participant(thread, agent, "joined by itself")
+        return ToolOutcome({"status": "joined", **_thread_info(rt, thread.id)}, ok=True)
+    if agent_id not in thread.participant_ids:
+        raise ToolError(f"{agent_id} does not take part in {thread.id}")
+    conv.remove_participant(thread, agent, "left by itself")
+    return ToolOutcome({"status": "left", "thread_id": thread.id}, ok=True)
+
+
+def _summary(rt: Runtime, thread_id: str) -> dict[str, Any]:
+    """What the thread has settled and what is open, without a model call."""
+    from bzzz_console.store.repo import NotFound, to_message
+
+    try:
+        row = rt.store.get_thread(thread_id)
+    except NotFound:
+        raise ToolError(f"thread_id: no thread {thread_id!r}") from None
+    messages = [to_message(m) for m in rt.store.messages(thread_id)]
+    participants = [p.agent_id for p in rt.store.participants(thread_id)]
+    vote = tally(participants, messages)
+    latest = next((m for m in reversed(messages) if m.type is MessageType.PROPOSAL), None)
+    answered = {m.reply_to for m in messages if m.type is MessageType.ANSWER}
+    counts: dict[str, int] = {}
+    for m in messages:
+        counts[m.type.value] = counts.get(m.type.value, 0) + 1
+    return {
+        "thread_id": row.id,
+        "topic": row.topic,
+        "status": row.status,
+        "outcome": row.outcome,
+        "latest_proposal": excerpt(latest.content, 400) if latest else None,
+        "agreed": sorted(vote.agreed),
+        "disagreed": sorted(vote.disagreed),
+        "pending": sorted(vote.pending),
+        "decisions": [excerpt(m.content, 400) for m in messages if m.type is MessageType.DECISION],
+        "open_questions": [
+            excerpt(m.content, 200)
+            for m in messages
+            if m.type is MessageType.QUESTION and m.id not in answered
+        ],
+        "human_messages": [excerpt(m.content, 200) for m in messages if m.type is MessageType.HUMAN],
+        "message_counts": counts,
+    }
+
+
+async def _subscribe(rt: Runtime, ctx: ToolContext, args: SubscribeArgs) -> ToolOutcome:
+    from bzzz_console.domain.events import RuntimeEvent
+    from bzzz_console.runtime.subscriptions import check_webhook
+
+    known = {t.__dataclass_fields__["kind"].default for t in RuntimeEvent.__args__}
+    unknown = sorted(set(args.event_types) - known)
+    if unknown:
+        raise ToolError(f"event_types: unknown {', '.join(unknown)}; known: {', '.join(sorted(known))}")
+    address = parse_address(args.filter_address, "filter_address") if args.filter_address else None
+    webhook = None
+    if args.callback_webhook:
+        try:
+            webhook = check_webhook(args.callback_webhook, rt.settings.mcp.webhook_hosts)
+        except ValueError as exc:
+            raise ToolError(str(exc)) from None
+    sub = rt.subscriptions.add(ctx.agent_id, args.event_types, address, webhook)
+    return ToolOutcome(
+        {
+            "status": "subscribed",
+            "subscription_id": sub.id,
+            "address": sub.address,
+            "event_types": sorted(sub.event_types) or ["*"],
+            "webhook": webhook,
+            "read_with": f'bzzz_get {{"address": "{sub.address}"}}',
+        },
+        ok=True,
+    )
+
+
+async def _escalations(rt: Runtime, ctx: ToolContext, args: EscalationsArgs) -> ToolOutcome:
+    from bzzz_console.cli_ops import _row
+
+    if args.action == "show":
+        if not args.escalation_id:
+            raise ToolError("escalation_id: required for show")
+        row = rt.store.get_escalation(args.escalation_id)
+        if row is None:
+            raise ToolError(f"escalation_id: no escalation {args.escalation_id!r}")
+        return ToolOutcome(
+            {
+                **_row(row),
+                "default_action": row.default_action,
+                "context": row.context,
+                "decision": row.decision,
+                "answered_by": row.answered_by,
+            },
+            ok=True,
+        )
+    rows = [e for e in rt.store.escalations() if args.include_closed or e.state == "open"]
+    return ToolOutcome({"escalations": [_row(e) for e in rows], "count": len(rows)}, ok=True)
+
+
+async def _decide(rt: Runtime, ctx: ToolContext, args: DecideArgs) -> ToolOutcome:
+    from bzzz_console.runtime.operator import CommandError
+
+    who = f"mcp:{ctx.agent_id}" if ctx.agent_id else "mcp"
+    ident, kind = args.escalation_id, args.decision
+    command: cmd.Decision
+    if kind == "approve":
+        command = cmd.Approve(escalation_id=ident, note=args.note, operator=who)
+    elif kind == "reject":
+        command = cmd.Reject(escalation_id=ident, reason=args.text or args.note, operator=who)
+    elif kind == "reply":
+        command = cmd.Reply(escalation_id=ident, text=args.text or "", operator=who)
+    elif kind == "reassign":
+        command = cmd.Reassign(escalation_id=ident, to=args.to or "", operator=who)
+    elif kind == "raise_budget":
+        command = cmd.RaiseBudget(escalation_id=ident, amount_usd=args.amount_usd or 0, operator=who)
+    elif kind == "downgrade_model":
+        command = cmd.DowngradeModel(escalation_id=ident, model=args.model, operator=who)
+    elif kind == "hand_back":
+        command = cmd.HandBack(escalation_id=ident, operator=who)
+    else:
+        command = cmd.Terminate(agent_id="", escalation_id=ident, operator=who)
+    try:
+        row = await rt.submit(command)
+    except CommandError as exc:
+        raise ToolError(str(exc)) from None
+    return ToolOutcome(
+        {"status": "decided", "escalation_id": row.id, "decision": kind, "by": who, "state": "answered"},
+        ok=True,
+    )
+
+
+NETWORK_TOOLS = (
+    Tool(
+        "bzzz_announce",
+        "Announce agent presence and capabilities on the BZZZ network",
+        AnnounceArgs,
+        _announce,
+    ),
+    Tool("bzzz_thread", "Manage threaded conversations between agents", ThreadArgs, _thread),
+    Tool("bzzz_subscribe", "Subscribe to real-time events from BZZZ network", SubscribeArgs, _subscribe),
+    Tool(
+        "bzzz_escalations",
+        "List escalations waiting for a human, or show one with its context",
+        EscalationsArgs,
+        _escalations,
+        read_only=True,
+    ),
+    Tool(
+        "bzzz_decide",
+        "Answer an escalation as the operator (approve, reject, reply, reassign, raise budget, "
+        "downgrade model, terminate, hand back); applied once",
+        DecideArgs,
+        _decide,
+        destructive=True,
+    ),
+)
