@@ -39,9 +39,10 @@ app.add_typer(config_app, name="config")
 
 
 def _register_ops() -> None:
-    from bzzz_console.cli_ops import escalations_app, spend, status
+    from bzzz_console.cli_ops import escalations_app, mcp_app, spend, status
 
     app.add_typer(escalations_app, name="escalations")
+    app.add_typer(mcp_app, name="mcp")
     app.command("spend")(spend)
     app.command("status")(status)
 
@@ -114,6 +115,10 @@ ReadonlyOption = Annotated[
     bool, typer.Option("--readonly", help="Console only watches: no decisions, posts or tasks.")
 ]
 SeedOption = Annotated[int | None, typer.Option("--seed", help="Seed of the demo model.")]
+McpPortOption = Annotated[
+    int | None,
+    typer.Option("--mcp-port", help="Also serve MCP over HTTP on 127.0.0.1:PORT.", min=1, max=65535),
+]
 
 
 @app.callback(invoke_without_command=True)
@@ -125,16 +130,23 @@ def root(
     demo: DemoOption = False,
     readonly: ReadonlyOption = False,
     seed: SeedOption = None,
+    mcp_port: McpPortOption = None,
     db: DbOption = None,
     config: ConfigOption = None,
 ) -> None:
     """Without a command: open the operator console (the demo model plays the team when no API key is set)."""
     if ctx.invoked_subcommand is None:
-        _console(demo=demo, readonly=readonly, seed=seed, db=db, config=config)
+        _console(demo=demo, readonly=readonly, seed=seed, db=db, config=config, mcp_port=mcp_port)
 
 
 def _console(
-    *, demo: bool, readonly: bool, seed: int | None, db: str | None, config: Path | None
+    *,
+    demo: bool,
+    readonly: bool,
+    seed: int | None,
+    db: str | None,
+    config: Path | None,
+    mcp_port: int | None = None,
 ) -> NoReturn:
     from bzzz_console.logs import configure_logging
 
@@ -147,7 +159,7 @@ def _console(
             seed_demo_tasks(settings)
         from bzzz_console.tui.app import BzzzApp
 
-        app_ = BzzzApp(settings, demo=demo, readonly=readonly)
+        app_ = BzzzApp(settings, demo=demo, readonly=readonly, mcp_port=mcp_port)
         code = app_.run()
         raise typer.Exit(code if isinstance(code, int) else app_.return_code or 0)
 
@@ -163,12 +175,13 @@ def run(
     ] = False,
     readonly: ReadonlyOption = False,
     seed: SeedOption = None,
+    mcp_port: McpPortOption = None,
     db: DbOption = None,
     config: ConfigOption = None,
 ) -> None:
     """Run the agent runtime: the console, or --headless with JSON events on stdout."""
     if not headless:
-        _console(demo=demo, readonly=readonly, seed=seed, db=db, config=config)
+        _console(demo=demo, readonly=readonly, seed=seed, db=db, config=config, mcp_port=mcp_port)
     from bzzz_console.logs import configure_logging
 
     with _errors():

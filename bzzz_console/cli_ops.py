@@ -373,3 +373,49 @@ def _print_status(report: dict[str, Any]) -> None:
             )
     lines.append("healthy" if report["healthy"] else "NOT healthy")
     typer.echo("\n".join(lines))
+
+
+mcp_app = typer.Typer(
+    help="Serve the bzzz tools over MCP (stdio by default; --http PORT for streamable HTTP).",
+    invoke_without_command=True,
+)
+
+
+@mcp_app.callback()
+def mcp_serve(
+    ctx: typer.Context,
+    http: Annotated[
+        int | None,
+        typer.Option(
+            "--http", help="Serve streamable HTTP on 127.0.0.1:PORT (bearer token).", min=1, max=65535
+        ),
+    ] = None,
+    demo: Annotated[bool, typer.Option("--demo", help="Agents use the scripted demo model.")] = False,
+    readonly: Annotated[bool, typer.Option("--readonly", help="Refuse bzzz_decide.")] = False,
+    db: DbOption = None,
+    config: ConfigOption = None,
+) -> None:
+    """Run a headless node that serves the bzzz tools: stdio for an IDE, or --http PORT."""
+    if ctx.invoked_subcommand is not None:
+        return
+    import asyncio
+
+    from bzzz_console.cli import _errors, _settings
+    from bzzz_console.logs import configure_logging
+
+    with _errors():
+        settings = _settings(config, db)
+        configure_logging(settings)  # stdout belongs to the MCP stdio protocol: logs go to the file only
+        from bzzz_console.mcp.serve import run_mcp
+
+        raise typer.Exit(asyncio.run(run_mcp(settings, http_port=http, demo=demo, readonly=readonly)))
+
+
+@mcp_app.command("token")
+def mcp_token(config: ConfigOption = None) -> None:
+    """Print the bearer token of the HTTP transport (created on first use, kept 0600 in the data dir)."""
+    from bzzz_console.cli import _errors, _settings
+    from bzzz_console.mcp.serve import load_or_create_token
+
+    with _errors():
+        typer.echo(load_or_create_token(_settings(config, None)))

@@ -79,6 +79,8 @@ def apply_decision(rt: Runtime, row: EscalationRow) -> None:
         )
         if thread.status is ThreadStatus.WAITING_HUMAN and not _still_waiting(rt, thread_id=thread.id):
             conv.resume_thread(thread, f"decision on {row.id}: {kind}")
+    if decision.get("expired"):
+        return  # EscalationExpired was published by the timer; an expiry is never shown as an answer
     rt.publish(
         ev.EscalationAnswered(
             escalation_id=row.id,

@@ -21,6 +21,9 @@ class ToolArgs(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
+AS_AGENT = "Outside (MCP) callers: the agent_id you announced with bzzz_announce; requests carry no session"
+
+
 class AnnounceArgs(ToolArgs):
     agent_id: str = Field(description="Unique agent identifier", pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
     role: str = Field(
@@ -64,6 +67,7 @@ class PostArgs(ToolArgs):
     content: dict[str, Any] = Field(description='The message: {"text": "...", "reply_to": "<message id>"?}')
     priority: PriorityName = "medium"
     thread_id: str | None = Field(None, description="Thread to post into when the address does not name one")
+    agent_id: str | None = Field(None, description=AS_AGENT)
 
 
 class ThreadArgs(ToolArgs):
@@ -71,6 +75,7 @@ class ThreadArgs(ToolArgs):
     thread_id: str | None = None
     participants: list[str] = Field(default_factory=list, description="Agent ids or roles (create)")
     topic: str | None = None
+    agent_id: str | None = Field(None, description=AS_AGENT)
 
 
 class SubscribeArgs(ToolArgs):
@@ -79,6 +84,7 @@ class SubscribeArgs(ToolArgs):
     )
     filter_address: str | None = Field(None, description="Only events about what this address matches")
     callback_webhook: str | None = Field(None, description="Also POST each event here (host must be allowed)")
+    agent_id: str | None = Field(None, description=AS_AGENT)
 
 
 class RequestHumanArgs(ToolArgs):

@@ -87,10 +87,20 @@ def parse_address(text: str, field: str) -> SemanticAddress:
         raise ToolError(f"{field}: {exc}") from None
 
 
-def need_agent(ctx: ToolContext, tool: str) -> str:
-    if ctx.agent_id is None:
-        raise ToolError(f"{tool}: announce yourself first with bzzz_announce, so your actions have an author")
-    return ctx.agent_id
+def need_agent(rt: Runtime, ctx: ToolContext, tool: str, claimed: str | None = None) -> str:
+    """Who acts: the in-process agent whose turn it is, or the outside agent an MCP caller announced."""
+    if ctx.via == "agent" and ctx.agent_id is not None:
+        return ctx.agent_id
+    if claimed is None:
+        raise ToolError(f"agent_id: {tool} needs the agent_id you announced with bzzz_announce")
+    agent = rt.agents.get(claimed)
+    if agent is None:
+        raise ToolError(f"agent_id: {claimed!r} is not announced; call bzzz_announce first")
+    if agent.origin == "local":
+        raise ToolError(
+            f"agent_id: {claimed!r} is one of this node's own agents; act as the agent you announced"
+        )
+    return claimed
 
 
 def message_text(content: dict[str, Any]) -> tuple[str, str | None]:
@@ -104,7 +114,7 @@ def message_text(content: dict[str, Any]) -> tuple[str, str | None]:
 
 
 async def _post(rt: Runtime, ctx: ToolContext, args: PostArgs) -> ToolOutcome:
-    author = need_agent(ctx, "bzzz_post")
+    author = need_agent(rt, ctx, "bzzz_post", args.agent_id)
     if args.message_type not in AGENT_MESSAGE_TYPES:
         raise ToolError(f"message_type: {args.message_type!r} is not one of {', '.join(AGENT_MESSAGE_TYPES)}")
     text, reply_to = message_text(args.content)
@@ -164,7 +174,7 @@ async def _lookup(rt: Runtime, ctx: ToolContext, args: LookupArgs) -> ToolOutcom
 
 
 async def _request_human(rt: Runtime, ctx: ToolContext, args: RequestHumanArgs) -> ToolOutcome:
-    author = need_agent(ctx, "request_human")
+    author = need_agent(rt, ctx, "request_human")
     if ctx.thread_id is None:
         raise ToolError("request_human can only be called from within a thread")
     escalation_id = await rt.conversations.request_human(

@@ -67,14 +67,17 @@ async def _thread(rt: Runtime, ctx: ToolContext, args: ThreadArgs) -> ToolOutcom
     if args.action == "create":
         if not args.topic or not args.topic.strip():
             raise ToolError("topic: required to create a thread")
-        created = conv.create_thread(args.topic.strip(), args.participants, ctx.agent_id)
-        return ToolOutcome({"status": "created", **_thread_info(rt, created.id)}, ok=True)
+        creator = (
+            need_agent(rt, ctx, "bzzz_thread", args.agent_id) if args.agent_id or ctx.via == "agent" else None
+        )
+        created = conv.create_thread(args.topic.strip(), args.participants, creator)
+        return ToolOutcome({**_thread_info(rt, created.id), "action": "created"}, ok=True)
     if not args.thread_id:
         raise ToolError(f"thread_id: required for {args.action}")
     thread = conv.threads.get(args.thread_id)
     if args.action == "summarize":
         return ToolOutcome(_summary(rt, args.thread_id), ok=True)
-    agent_id = need_agent(ctx, "bzzz_thread")
+    agent_id = need_agent(rt, ctx, "bzzz_thread", args.agent_id)
     if thread is None or thread.status is ThreadStatus.CLOSED:
         raise ToolError(f"thread_id: {args.thread_id!r} is not an open thread on this node")
     agent = rt.agents[agent_id]
@@ -82,11 +85,11 @@ async def _thread(rt: Runtime, ctx: ToolContext, args: ThreadArgs) -> ToolOutcom
         if agent_id in thread.participant_ids:
             raise ToolError(f"{agent_id} already takes part in {thread.id}")
         conv.add_participant(thread, agent, "joined by itself")
-        return ToolOutcome({"status": "joined", **_thread_info(rt, thread.id)}, ok=True)
+        return ToolOutcome({**_thread_info(rt, thread.id), "action": "joined"}, ok=True)
     if agent_id not in thread.participant_ids:
         raise ToolError(f"{agent_id} does not take part in {thread.id}")
     conv.remove_participant(thread, agent, "left by itself")
-    return ToolOutcome({"status": "left", "thread_id": thread.id}, ok=True)
+    return ToolOutcome({"action": "left", "thread_id": thread.id}, ok=True)
 
 
 def _summary(rt: Runtime, thread_id: str) -> dict[str, Any]:
@@ -140,7 +143,7 @@ async def _subscribe(rt: Runtime, ctx: ToolContext, args: SubscribeArgs) -> Tool
             webhook = check_webhook(args.callback_webhook, rt.settings.mcp.webhook_hosts)
         except ValueError as exc:
             raise ToolError(str(exc)) from None
-    sub = rt.subscriptions.add(ctx.agent_id, args.event_types, address, webhook)
+    sub = rt.subscriptions.add(args.agent_id or ctx.agent_id, args.event_types, address, webhook)
     return ToolOutcome(
         {
             "status": "subscribed",

@@ -45,6 +45,7 @@ class BzzzApp(App[int]):
         demo: bool = False,
         readonly: bool = False,
         runtime: Runtime | None = None,
+        mcp_port: int | None = None,
     ) -> None:
         super().__init__()
         self.settings = settings
@@ -57,6 +58,8 @@ class BzzzApp(App[int]):
         self._pump: asyncio.Task[None] | None = None
         self._boot: asyncio.Task[None] | None = None
         self.failed: str | None = None
+        self.mcp_port = mcp_port
+        self._mcp: Any = None
 
     # -- start and stop -----------------------------------------------------------------------------------
     def on_mount(self) -> None:
@@ -82,6 +85,8 @@ class BzzzApp(App[int]):
             await asyncio.to_thread(self.view.load, self.rt)
             self._refresh({"agents", "threads", "escalations", "spend", "status"})
             self._pump = asyncio.create_task(self._drain(events))
+            if self.mcp_port is not None:
+                await self._serve_mcp(self.mcp_port)
             if self.view.open_escalations():
                 self.notify(
                     f"{len(self.view.open_escalations())} escalation(s) waiting for a decision",
@@ -94,7 +99,23 @@ class BzzzApp(App[int]):
             self.notify(self.failed, title="The runtime could not start", severity="error", timeout=30)
             self._refresh({"status"})
 
+    async def _serve_mcp(self, port: int) -> None:
+        from bzzz_console.mcp.serve import HttpServer, load_or_create_token
+
+        assert self.rt is not None
+        self._mcp = HttpServer(self.rt, port, load_or_create_token(self.settings), self.readonly)
+        try:
+            await self._mcp.start()
+            self.view.status.provider += f" ▸ MCP {self._mcp.url}"
+            self._refresh({"status"})
+        except Exception as exc:  # the console stays useful without MCP: say why it is off
+            self._mcp = None
+            self.notify(f"MCP over HTTP is off: {exc}", severity="error", timeout=15)
+
     async def _shutdown(self) -> None:
+        if self._mcp is not None:
+            mcp, self._mcp = self._mcp, None
+            await mcp.stop()
         if self._boot is not None and not self._boot.done():
             self._boot.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
