@@ -459,3 +459,45 @@ def test_sigterm_stops_cleanly(cli: Cli, popen: list[subprocess.Popen[str]]) -> 
             e["message_type"],
             e["content"],
         )
+
+
+def test_stops_when_the_reader_goes_away(cli: Cli, popen: list[subprocess.Popen[str]]) -> None:
+    """``run --headless | grep -m1 escalation_raised`` must not leave the runtime running with nobody reading."""
+    proc = subprocess.Popen(
+        [str(BIN), "run", "--headless", "--demo", "--db", cli.db],
+        env=cli.env,
+        cwd=cli.cwd,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    popen.append(proc)
+    assert proc.stdout is not None and proc.stderr is not None
+    for line in proc.stdout:
+        if json.loads(line)["kind"] == "message_posted":
+            break
+    proc.stdout.close()
+    proc.wait(timeout=RUN_TIMEOUT)  # exits (with any code) once it notices; no TimeoutExpired
+    assert_clean_stderr(proc.stderr.read())
+
+
+def test_startup_failure_ends_with_runtime_stopped(cli: Cli) -> None:
+    path = cli.cwd / "fleet.toml"
+    path.write_text("[runtime]\nfleet = { wizard = 1 }\n", encoding="utf-8")
+    done = cli("run", "--headless", "--demo", "--exit-when-idle", "--config", str(path), timeout=RUN_TIMEOUT)
+    assert done.returncode == 2, done.stderr
+    assert "wizard" in done.stderr
+    assert_clean_stderr(done.stderr)
+    events = events_of(done.stdout)
+    if events:  # when it got as far as starting, it says it stopped
+        assert (events[-1]["kind"], events[-1]["reason"]) == ("runtime_stopped", "error")
+
+
+def test_export_to_an_unwritable_path(demo: DemoRun, tmp_path: Path) -> None:
+    thread_id = thread_ids(demo.cli)[0]
+    target = tmp_path / "missing-dir" / "thread.md"
+    done = demo.cli("threads", "export", thread_id, "-o", str(target))
+    assert done.returncode == 1
+    assert len(done.stderr.strip().splitlines()) == 1, done.stderr
+    assert str(target) in done.stderr
+    assert_clean_stderr(done.stderr)
