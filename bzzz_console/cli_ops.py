@@ -202,6 +202,10 @@ def escalations_answer(
         )
 
 
+def _usd(value: float | None) -> str:
+    return "unknown" if value is None else f"${value:.4f}"
+
+
 def spend(
     as_json: JsonOption = False,
     db: DbOption = None,

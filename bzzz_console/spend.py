@@ -39,7 +39,10 @@ def _add(bucket: dict[str, Any], row: Any) -> None:
 
 
 def _round(bucket: dict[str, Any]) -> dict[str, Any]:
-    return {**bucket, "cost_usd": round(bucket["cost_usd"], 6)}
+    """Known cost, rounded; ``None`` when no call of the bucket has a known price (unknown, never $0)."""
+    priced = bucket["calls"] - bucket["unknown_cost_calls"]
+    cost = round(bucket["cost_usd"], 6) if priced > 0 or not bucket["unknown_cost_calls"] else None
+    return {**bucket, "cost_usd": cost}
 
 
 def spend_report(
@@ -141,7 +144,7 @@ def success_metrics(
     """The seed's §8 metrics, each with its target, computed from what is stored."""
     threads = store.threads()
     escalated = {e.thread_id for e in store.escalations() if e.thread_id}
-    concluded = [t for t in threads if t.status != "active"]
+    concluded = [t for t in threads if t.status in ("closed", "stalled")]
     consensus = [t for t in threads if t.outcome == "consensus"]
     tasks_with_work = {t.task_id for t in threads if t.task_id}
     latencies.sort()

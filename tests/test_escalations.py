@@ -151,7 +151,11 @@ def make_settings(tmp_path: Path, **sections: dict[str, Any]) -> Settings:
     data: dict[str, Any] = {
         "data_dir": str(tmp_path / "data"),
         "store": {"url": f"sqlite:///{tmp_path / 'bzzz.db'}"},
-        "runtime": {"poll_interval_s": 0.05, "fleet": {"architect": 1, "reviewer": 1}, "max_agents_per_role": 1},
+        "runtime": {
+            "poll_interval_s": 0.05,
+            "fleet": {"architect": 1, "reviewer": 1},
+            "max_agents_per_role": 1,
+        },
         "escalation": {"check_interval_s": 60},
     }
     for name, values in sections.items():
@@ -215,6 +219,9 @@ async def node(
     try:
         async with rt:
             yield Node(rt, script, server, clock, events)
+            # Leave only once the scheduler has looked at the last change: Runtime.close() cancels the inbox
+            # task, and on Python 3.11 asyncio.wait_for swallows a cancel that lands while its event is set.
+            await asyncio.wait_for(rt.wait_idle(), 30)
     finally:
         server.stop()
 
@@ -279,7 +286,9 @@ async def test_restart_brings_back_the_open_escalation_and_its_waiting_agent(tmp
     async with node(tmp_path, escalated_script()) as n:
         thread_id = await n.start_task()
         escalation_id = n.open_escalation().id
-    script = Script(architect_1=[post("comment", "Waiting for the TTL.")], reviewer_1=[post("agree", "Fine.")])
+    script = Script(
+        architect_1=[post("comment", "Waiting for the TTL.")], reviewer_1=[post("agree", "Fine.")]
+    )
     async with node(tmp_path, script) as n2:
         await n2.idle()
         assert [e.id for e in n2.rt.store.escalations("open")] == [escalation_id]
@@ -294,6 +303,31 @@ async def test_restart_brings_back_the_open_escalation_and_its_waiting_agent(tmp
         assert n2.rt.agents["reviewer-1"].state is not AgentState.ESCALATING
         assert [t.agent for t in script.turns] == ["architect-1", "reviewer-1"]
         assert n2.thread(thread_id).outcome == "consensus"
+
+
+async def test_a_decision_recorded_while_the_node_was_down_is_applied_at_start(tmp_path: Path) -> None:
+    from bzzz_console.runtime.escalations import decision_record
+    from bzzz_console.store.repo import Store
+
+    async with node(tmp_path, escalated_script()) as n:
+        thread_id = await n.start_task()
+        esc = n.open_escalation()
+    store = Store.open(f"sqlite:///{tmp_path / 'bzzz.db'}")  # what `escalations answer` does
+    try:
+        command = cmd.Reply(escalation_id=esc.id, text="Go with 5 minutes.", operator="night-shift")
+        store.claim_decision(esc.id, decision_record(command), "night-shift", datetime.now(UTC))
+    finally:
+        store.close()
+    script = Script(architect_1=[post("comment", "OK.")], reviewer_1=[post("agree", "Agreed.")])
+    async with node(tmp_path, script) as n2:
+        await n2.idle()
+        assert n2.rt.agents["reviewer-1"].state is not AgentState.ESCALATING
+        assert [(m.author, m.content) for m in n2.messages(thread_id) if m.type == "human"] == [
+            ("night-shift", "Go with 5 minutes.")
+        ]
+        assert n2.thread(thread_id).outcome == "consensus"
+        stored = n2.rt.store.get_escalation(esc.id)
+        assert stored is not None and stored.applied
 
 
 # -- decisions ----------------------------------------------------------------------------------------------------
@@ -339,10 +373,16 @@ async def test_reject_needs_a_reason_and_records_it(tmp_path: Path) -> None:
         await n.idle()
         stored = n.rt.store.get_escalation(esc.id)
         assert stored is not None and stored.state == "answered"
-        assert stored.decision == {"kind": "reject", "by": "operator", "reason": "Customer data must not be cached."}
+        assert stored.decision == {
+            "kind": "reject",
+            "by": "operator",
+            "reason": "Customer data must not be cached.",
+        }
         [human] = [m for m in n.messages(thread_id) if m.type == "human"]
         assert "rejected. Reason: Customer data must not be cached." in human.content
-        assert any("Customer data must not be cached." in x for x in human_lines(n.script.of("reviewer-1")[1]))
+        assert any(
+            "Customer data must not be cached." in x for x in human_lines(n.script.of("reviewer-1")[1])
+        )
         assert n.rt.agents["reviewer-1"].state is not AgentState.ESCALATING
 
 
@@ -356,7 +396,10 @@ async def test_reply_becomes_a_human_message_in_the_agents_next_prompt(tmp_path:
         [human] = [m for m in n.messages(thread_id) if m.type == "human"]
         assert (human.content, human.author, human.role) == (text, "dana", "human")
         next_prompt = n.script.of("reviewer-1")[1]
-        assert any(line.endswith(f"]: {text}") and "[dana (human) · human #" in line for line in human_lines(next_prompt))
+        assert any(
+            line.endswith(f"]: {text}") and "[dana (human) · human #" in line
+            for line in human_lines(next_prompt)
+        )
         with pytest.raises(CommandError, match="reply needs text"):
             await n.rt.submit(cmd.Reply(escalation_id=esc.id, text=" "))
 
@@ -378,7 +421,9 @@ async def test_answering_twice_is_a_clear_error_and_applies_once(tmp_path: Path)
 
 
 async def test_reassign_to_a_role_hands_the_seat_to_another_agent(tmp_path: Path) -> None:
-    script = escalated_script(architect_1=[post("comment", "Over to the new reviewer.")], reviewer_2=[post("agree", "Agreed.")])
+    script = escalated_script(
+        architect_1=[post("comment", "Over to the new reviewer.")], reviewer_2=[post("agree", "Agreed.")]
+    )
     async with node(tmp_path, script, runtime={"fleet": {"architect": 1, "reviewer": 2}}) as n:
         thread_id = await n.start_task()
         esc = n.open_escalation()
@@ -423,10 +468,24 @@ async def test_downgrade_model_follows_the_ladder_and_the_next_request_uses_it(t
         first, second = n.script.of("architect-1")
         assert (first.body["model"], second.body["model"]) == ("gpt-4o", "gpt-4o-mini")
         stored = n.rt.store.get_escalation(esc.id)
-        assert stored is not None and stored.decision == {"kind": "downgrade_model", "by": "operator"}
+        assert stored is not None and stored.decision is not None
+        assert (stored.decision["kind"], stored.answered_by) == ("downgrade_model", "operator")
         assert n.thread(thread_id).outcome == "consensus"
         [answered] = n.of(ev.EscalationAnswered)
         assert answered.detail == "gpt-4o-mini"
+
+
+async def test_downgrade_without_a_cheaper_model_is_refused_unless_one_is_named(tmp_path: Path) -> None:
+    async with node(tmp_path, escalated_script()) as n:
+        await n.start_task()
+        esc = n.open_escalation()
+        assert n.rt.agents["reviewer-1"].model == "gpt-4o-mini"  # the bottom of its ladder
+        with pytest.raises(CommandError, match="no cheaper model than gpt-4o-mini"):
+            await n.rt.submit(cmd.DowngradeModel(escalation_id=esc.id))
+        assert n.open_escalation().id == esc.id
+        await n.rt.submit(cmd.DowngradeModel(escalation_id=esc.id, model="gpt-4.1-nano"))
+        await n.idle()
+        assert n.script.of("reviewer-1")[-1].body["model"] == "gpt-4.1-nano"
 
 
 async def test_terminate_stops_the_agent_and_removes_it_from_the_thread(tmp_path: Path) -> None:
@@ -512,7 +571,8 @@ async def test_consensus_failure_fires_an_hour_after_the_first_objection(tmp_pat
         script.add("reviewer-1", then(post("disagree", "No: C."), n.pause_soon("architect-1")))
         thread_id = await n.start_task()
         assert not n.rt.store.escalations()
-        assert n.rt.conversations.threads[thread_id].status is ThreadStatus.ACTIVE  # waiting on a paused voice
+        # still active: it waits for the paused architect's turn
+        assert n.rt.conversations.threads[thread_id].status is ThreadStatus.ACTIVE
         first_objection = next(utc(m.created_at) for m in n.messages(thread_id) if m.type == "disagree")
         n.clock.advance(minutes=59)
         n.rt.escalations.tick()
@@ -612,7 +672,10 @@ actions = [{ type = "request_expert", expertise = ["security_analysis"] }]
             "reviewer-1",
             "reviewer-2",
         ]
-        assert "reviewer-2 joined: expert requested: security_analysis" in n.of(ev.ParticipantsChanged)[-1].reason
+        assert (
+            "reviewer-2 joined: expert requested: security_analysis"
+            in n.of(ev.ParticipantsChanged)[-1].reason
+        )
 
 
 # -- budgets ------------------------------------------------------------------------------------------------------
@@ -693,13 +756,16 @@ async def test_hand_back_writes_a_final_answer_and_closes_as_partial(tmp_path: P
 async def test_downgrade_on_a_budget_breach(tmp_path: Path) -> None:
     script = budget_script(architect_1=[post("comment", "Cheaper now.", CHEAP)])
     async with node(tmp_path, script, budgets=TINY) as n:
-        thread_id, esc = await breached(n)
+        _, esc = await breached(n)
         await n.rt.submit(cmd.DowngradeModel(escalation_id=esc.id))
         await n.idle()
         assert n.rt.agents["architect-1"].model == "gpt-4o-mini"
-        # the thread budget is still spent: the cheaper model alone does not make room
-        rules = [e.rule for e in n.rt.store.escalations()]
-        assert rules == ["Budget Breach", "Budget Breach"], rules
+        assert {a.id: a.model for a in n.rt.store.agents()}["architect-1"] == "gpt-4o-mini"
+        # The downgrade releases the breached budget's reserve: the agent goes on, on the cheaper model, until
+        # the reserve is spent too, and then the breach comes back to the operator.
+        cheap = [t for t in n.script.of("architect-1") if t.body["model"] == "gpt-4o-mini"]
+        assert cheap, "the agent took a turn on the downgraded model"
+        assert [(e.rule, e.state) for e in n.rt.store.escalations()][0] == ("Budget Breach", "answered")
 
 
 # -- spend ----------------------------------------------------------------------------------------------------------
@@ -736,16 +802,24 @@ async def test_a_decision_from_another_process_reaches_the_waiting_agent(tmp_pat
     async with node(tmp_path, escalated_script(), escalation={"check_interval_s": 0.5}) as n:
         thread_id = await n.start_task()
         esc = n.open_escalation()
-        done = await acli(tmp_path, "escalations", "answer", esc.id, "--reply", text, "--operator", "cli-op")
-        answered = time.perf_counter()
-        assert done.returncode == 0, done.stderr
-        assert esc.id in done.stdout and "reply recorded by cli-op" in done.stdout
-        deadline = answered + RESUME_TIMEOUT
+        started = time.perf_counter()
+        answer = asyncio.create_task(
+            acli(tmp_path, "escalations", "answer", esc.id, "--reply", text, "--operator", "cli-op")
+        )
+        deadline = started + CMD_TIMEOUT + RESUME_TIMEOUT
         while n.rt.agents["reviewer-1"].state is AgentState.ESCALATING:
             assert time.perf_counter() < deadline, "the decision never reached the waiting agent"
             await asyncio.sleep(0.02)
-        took = time.perf_counter() - answered
-        print(f"decision from another process applied after {took:.3f} s")
+        resumed = time.perf_counter()
+        done = await answer
+        exited = time.perf_counter()
+        assert done.returncode == 0, done.stderr
+        assert esc.id in done.stdout and "reply recorded by cli-op" in done.stdout
+        # recorded, not asserted: the 1 s figure is the benchmark's (process start-up is in here too)
+        print(
+            f"agent resumed {resumed - started:.3f} s after the command started "
+            f"({'before' if resumed <= exited else 'after'} it exited)"
+        )
         await n.idle()
         human = [m for m in n.messages(thread_id) if m.type == "human"]
         assert [(m.content, m.author) for m in human] == [(text, "cli-op")]
@@ -816,7 +890,15 @@ async def test_escalations_cli_list_show_answer(tmp_path: Path) -> None:
     assert [r["id"] for r in still] == [waiting.id]
 
 
-SPEND_KEYS = {"cost_usd", "prompt_tokens", "completion_tokens", "cached_tokens", "by_agent", "by_model", "budgets"}
+SPEND_KEYS = {
+    "cost_usd",
+    "prompt_tokens",
+    "completion_tokens",
+    "cached_tokens",
+    "by_agent",
+    "by_model",
+    "budgets",
+}
 METRICS = {
     "escalation_rate",
     "consensus_success_rate",
@@ -836,7 +918,9 @@ async def test_spend_json_totals_budgets_metrics_and_unknown_costs(tmp_path: Pat
         thread_id = await n.start_task()
         task_id = n.thread(thread_id).task_id
         n.rt.store.record_usage(
-            TokenUsageRow(agent_id="architect-1", model="mystery-model", prompt_tokens=500, completion_tokens=50)
+            TokenUsageRow(
+                agent_id="architect-1", model="mystery-model", prompt_tokens=500, completion_tokens=50
+            )
         )
         called = n.of(ev.LLMCalled)
     assert len(called) == 2 and all(c.cost_usd is not None for c in called)
@@ -847,12 +931,14 @@ async def test_spend_json_totals_budgets_metrics_and_unknown_costs(tmp_path: Pat
     done = await acli(tmp_path, "spend", "--json")
     assert done.returncode == 0, done.stderr
     report = json.loads(done.stdout)
-    assert SPEND_KEYS <= set(report)
+    assert set(report) >= SPEND_KEYS
     assert report["cost_usd"] == pytest.approx(known, abs=1e-6)  # the unpriced call is not counted as $0 …
     assert report["unknown_cost_calls"] == 1  # … it is counted as unknown
     assert (report["prompt_tokens"], report["completion_tokens"], report["cached_tokens"]) == (1900, 170, 200)
     assert report["by_model"]["mystery-model"]["unknown_cost_calls"] == 1
-    assert report["by_model"]["gpt-4o"]["calls"] == 1 and report["by_model"]["gpt-4o"]["unknown_cost_calls"] == 0
+    assert (
+        report["by_model"]["gpt-4o"]["calls"] == 1 and report["by_model"]["gpt-4o"]["unknown_cost_calls"] == 0
+    )
     assert report["by_agent"]["architect-1"]["calls"] == 2
     assert report["by_task"][task_id]["cost_usd"] == pytest.approx(known, abs=1e-6)
     assert {(b["scope"], b["key"]) for b in report["budgets"]} >= {
@@ -861,7 +947,7 @@ async def test_spend_json_totals_budgets_metrics_and_unknown_costs(tmp_path: Pat
         ("agent", "reviewer-1"),
     }
     metrics = report["metrics"]
-    assert METRICS <= set(metrics)
+    assert set(metrics) >= METRICS
     assert metrics["escalation_rate"] == 0.0 and metrics["consensus_success_rate"] == 1.0
     assert metrics["cost_per_task_usd"] == pytest.approx(known, abs=1e-6)
     assert metrics["agent_response_time_ms_median"] is not None
@@ -896,6 +982,19 @@ async def test_unpriced_model_cost_is_unknown_not_zero(tmp_path: Path) -> None:
     assert report["cost_usd"] == pytest.approx(usage["architect-1"].cost_usd, abs=1e-6)
 
 
+def test_an_unpriced_models_own_cost_is_unknown_not_zero(tmp_path: Path) -> None:
+    from bzzz_console.spend import spend_report
+    from bzzz_console.store.repo import Store
+
+    store = Store.open(f"sqlite:///{tmp_path / 'bzzz.db'}")
+    try:
+        store.record_usage(TokenUsageRow(agent_id="a-1", model="mystery-model", prompt_tokens=500))
+        report = spend_report(store, Settings(), {})
+    finally:
+        store.close()
+    assert report["by_model"]["mystery-model"]["cost_usd"] is None
+
+
 def test_per_agent_budget_totals_are_by_day(tmp_path: Path) -> None:
     # kept tiny on purpose: the spend report sums by agent, model, thread, task and day from the store
     from bzzz_console.spend import spend_report
@@ -905,7 +1004,9 @@ def test_per_agent_budget_totals_are_by_day(tmp_path: Path) -> None:
     try:
         now = datetime.now(UTC)
         for at, cost in ((now - timedelta(days=1), 0.5), (now, 0.25), (now, None)):
-            store.record_usage(TokenUsageRow(at=at, agent_id="a-1", model="gpt-4o", cost_usd=cost, thread_id="t"))
+            store.record_usage(
+                TokenUsageRow(at=at, agent_id="a-1", model="gpt-4o", cost_usd=cost, thread_id="t")
+            )
         report = spend_report(store, Settings(), {"a-1": 1.0}, now=now)
     finally:
         store.close()

@@ -46,7 +46,9 @@ def shipped() -> dict[str, Rule]:
     return {r.name: r for r in load_rules(agents_dir() / "escalation.toml")}
 
 
-def test_shipped_rules_are_the_seeds_plus_budget_error_rate_and_agent_request(shipped: dict[str, Rule]) -> None:
+def test_shipped_rules_are_the_seeds_plus_budget_error_rate_and_agent_request(
+    shipped: dict[str, Rule],
+) -> None:
     assert set(shipped) == {
         "Long Running Thread",
         "Consensus Failure",

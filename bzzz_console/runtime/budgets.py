@@ -48,6 +48,8 @@ class Budgets:
         self._spent: dict[tuple[str, str], float] = defaultdict(float)
         self._overrides: dict[tuple[str, str], float] = {}
         self._warned: set[tuple[str, str, float, date]] = set()
+        self._grace: dict[tuple[str, str], float] = {}
+        """USD allowed past a breached limit after a downgrade or a hand-back (its reserve, from the breach on)."""
 
     # -- loading ------------------------------------------------------------------------------------------
     def load(self) -> None:
@@ -112,7 +114,11 @@ class Budgets:
         state = self.tightest(agent, thread_id)
         if state is None:
             return 0.0
-        usable = state.limit_usd * (1 - self.rt.settings.budgets.reserve_fraction)
+        grace = self._grace.get((state.scope, state.key))
+        if grace is not None:
+            usable = state.limit_usd + grace
+        else:
+            usable = state.limit_usd * (1 - self.rt.settings.budgets.reserve_fraction)
         return state.spent_usd / usable if usable > 0 else float("inf") if state.spent_usd > 0 else 0.0
 
     # -- spending -----------------------------------------------------------------------------------------
@@ -140,6 +146,16 @@ class Budgets:
                         )
                     )
 
+    def release_reserve(self, scope: str, key: str) -> None:
+        """Let a breached budget's reserve be spent from here on: a cheaper model's turns, or a final answer.
+
+        A single call can overshoot a limit, so the reserve is granted from the current spend, not from the
+        limit; when it is spent too, the breach comes back to the operator.
+        """
+        limit = self.limit(scope, key) or 0.0
+        spent = self._spent[(scope, key)]
+        self._grace[(scope, key)] = max(0.0, spent - limit) + limit * self.rt.settings.budgets.reserve_fraction
+
     def raise_limit(self, scope: str, key: str, amount_usd: float, by: str) -> float:
         """Add ``amount_usd`` to a budget (persisted; survives restarts); returns the new limit."""
         if amount_usd <= 0:
@@ -149,5 +165,6 @@ class Budgets:
             s.merge(BudgetRow(scope=scope, key=key, limit_usd=new_limit, updated_by=by, updated_at=now_utc()))
             s.commit()
         self._overrides[(scope, key)] = new_limit
+        self._grace.pop((scope, key), None)
         self._warned = {w for w in self._warned if (w[0], w[1]) != (scope, key)}
         return new_limit

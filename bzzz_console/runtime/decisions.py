@@ -51,6 +51,9 @@ def apply_decision(rt: Runtime, row: EscalationRow) -> None:
         decision["model"] = model
         agent.model = model
         rt.store.set_agent_model(agent.id, model)
+    budget = row.context.get("budget") or {}
+    if kind in ("downgrade_model", "hand_back") and budget:
+        rt.budgets.release_reserve(budget.get("scope", "thread"), budget.get("key", row.thread_id or "*"))
     if kind == "raise_budget":
         scope = row.context.get("budget", {}) or {"scope": "thread", "key": row.thread_id}
         rt.budgets.raise_limit(

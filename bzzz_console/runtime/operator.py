@@ -102,6 +102,13 @@ def _validate(command: cmd.Decision) -> None:
 
 def _decide(rt: Runtime, command: cmd.Decision) -> Any:
     _validate(command)
+    if isinstance(command, cmd.DowngradeModel) and not command.model:
+        row = rt.store.get_escalation(command.escalation_id)
+        agent = rt.agents.get(row.agent_id or "") if row is not None else None
+        if agent is not None and agent.model not in rt.settings.optimizer.model_ladder:
+            raise CommandError(
+                f"no cheaper model than {agent.model} in optimizer.model_ladder: name the model to switch to"
+            )
     try:
         return rt.escalations.decide(command)
     except (AlreadyDecided, NotFound) as exc:

@@ -138,6 +138,8 @@ def _condition(raw: Any, where: str) -> Condition:
     elif not isinstance(threshold, bool):
         raise ConfigError(f"{where}.threshold: expected true or false, got {threshold!r}")
     timeframe = parse_duration(raw["timeframe"], f"{where}.timeframe") if "timeframe" in raw else None
+    if timeframe is None and kind in ("no_progress", "no_resolution"):
+        raise ConfigError(f'{where}.timeframe: required for {kind} (how long, e.g. "30m")')
     min_calls = raw.get("min_calls", 1)
     if not isinstance(min_calls, int) or isinstance(min_calls, bool) or min_calls < 1:
         raise ConfigError(f"{where}.min_calls: expected a whole number ≥ 1, got {min_calls!r}")

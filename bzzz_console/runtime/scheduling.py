@@ -97,8 +97,11 @@ class Scheduling:
             self._inbox_ran = True
             self._update_idle()
             self._inbox_wake.clear()
+            # asyncio.timeout, not wait_for: on 3.11 wait_for can swallow a cancel that races with the event,
+            # and close() would then wait for this loop forever.
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._inbox_wake.wait(), interval)
+                async with asyncio.timeout(interval):
+                    await self._inbox_wake.wait()
 
     async def _schedule_pending(self) -> None:
         pending = sorted(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from typing import TYPE_CHECKING
 
 from textual.app import ComposeResult
@@ -56,7 +57,28 @@ class DashboardScreen(Screen[None]):
         self.query_one("#escalations", EscalationsTable).focus()
         self.refresh_panes({"agents", "threads", "escalations", "spend", "status"})
 
+    TABLE_INTERVAL_S = 0.25
+    """Tables repaint at most this often: a DataTable redraws every visible cell after any update."""
+
     def refresh_panes(self, touched: set[str]) -> None:
+        """Repaint what changed; table panes are coalesced to a few repaints a second under high event rates."""
+        self._pending = getattr(self, "_pending", set()) | touched
+        now = time.monotonic()
+        wait = getattr(self, "_last_paint", 0.0) + self.TABLE_INTERVAL_S - now
+        if wait > 0 and not (self._pending & {"escalations", "status"}):
+            if not getattr(self, "_paint_scheduled", False):
+                self._paint_scheduled = True
+                self.set_timer(wait, self._paint_pending)
+            return
+        self._paint_pending()
+
+    def _paint_pending(self) -> None:
+        self._paint_scheduled = False
+        touched, self._pending = self._pending, set()
+        self._last_paint = time.monotonic()
+        self._paint(touched)
+
+    def _paint(self, touched: set[str]) -> None:
         view = self.bzzz.view
         if "status" in touched or "escalations" in touched:
             self.query_one(StatusLine).show(view)

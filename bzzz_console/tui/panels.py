@@ -61,7 +61,10 @@ class SpendPanel(Vertical):
         self.query_one("#spend-summary", Static).update(head)
         self.query_one("#spend-sparkline", Sparkline).data = list(spend.series)
         lines = Text()
-        models = " · ".join(f"{m} ${c:.4f}" for m, c in sorted(spend.by_model.items(), key=lambda x: -x[1]))
+        models = " · ".join(
+            f"{m} " + ("cost unknown" if m in spend.unknown_models and not c else f"${c:.4f}")
+            for m, c in sorted(spend.by_model.items(), key=lambda x: -x[1])
+        )
         lines.append(models or "no model calls yet", style="dim" if not models else "")
         if spend.prompt_tokens:
             lines.append(f" · cached {spend.cached_tokens / spend.prompt_tokens:.0%} of input")

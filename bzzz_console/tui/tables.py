@@ -7,6 +7,7 @@ from datetime import datetime
 
 from rich.text import Text
 from textual.widgets import DataTable
+from textual.widgets.data_table import ColumnKey
 
 from bzzz_console.tui import clock
 from bzzz_console.tui.view import AgentRowView, EscalationView, FleetView, ThreadRowView
@@ -88,7 +89,10 @@ class FleetTable(DataTable[object]):
                 continue
             for column, value, before in zip(self.COLUMNS, cells, old or (None,) * len(cells), strict=False):
                 if value != before:
-                    self.update_cell(key, column, value, update_width=True)
+                    # Re-measuring a column makes the table lay out again: only when the value outgrows it.
+                    width = len(value.plain) if isinstance(value, Text) else len(str(value))
+                    grows = width > self.columns[ColumnKey(column)].content_width
+                    self.update_cell(key, column, value, update_width=grows)
             self._cells[key] = cells
 
     def _matches(self, cells: tuple[object, ...]) -> bool:

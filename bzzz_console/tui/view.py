@@ -87,6 +87,8 @@ class SpendView:
     """Spend per minute over the last hour, oldest first (the sparkline)."""
     started: datetime = field(default_factory=lambda: clock.now())
     warnings: list[str] = field(default_factory=list)
+    unknown_models: set[str] = field(default_factory=set)
+    """Models without a price: their cost is shown as unknown, never as $0."""
 
     def rate_per_hour(self, now: datetime) -> float:
         minutes = max(1.0, min(60.0, (now - self.started).total_seconds() / 60))
@@ -181,11 +183,12 @@ class FleetView:
             )
         report = spend_report(store, rt.settings, {a.id: a.spec.budget_usd for a in rt.agents.values()})
         spend = self.spend
-        spend.total, spend.today = report["cost_usd"], report["today"]["cost_usd"]
+        spend.total, spend.today = report["cost_usd"] or 0.0, report["today"]["cost_usd"] or 0.0
         spend.unknown_calls, spend.prompt_tokens = report["unknown_cost_calls"], report["prompt_tokens"]
         spend.cached_tokens = report["cached_tokens"]
-        spend.by_model = {k: v["cost_usd"] for k, v in report["by_model"].items()}
-        spend.by_agent = {k: v["cost_usd"] for k, v in report["by_agent"].items()}
+        spend.by_model = {k: v["cost_usd"] or 0.0 for k, v in report["by_model"].items()}
+        spend.unknown_models = {k for k, v in report["by_model"].items() if v["cost_usd"] is None}
+        spend.by_agent = {k: v["cost_usd"] or 0.0 for k, v in report["by_agent"].items()}
         spend.daily_limit = rt.budgets.limit("global", "*")
         spend.agent_limits = {a.id: rt.budgets.limit("agent", a.id) for a in rt.agents.values()}
         for agent_id, cost in spend.by_agent.items():
@@ -271,7 +274,22 @@ class FleetView:
     def _on_thread_status_changed(self, e: ev.ThreadStatusChanged) -> set[str]:
         if e.thread_id in self.threads:
             self.threads[e.thread_id].status = e.status
-        return {"threads", f"thread:{e.thread_id}"}
+        touched = {"threads", f"thread:{e.thread_id}"}
+        if e.status in ("closed", "stalled"):
+            # An agent's row names a thread it is still in: one that took part here and works on elsewhere
+            # would otherwise point at the finished thread until its next model call.
+            for agent in self.agents.values():
+                if agent.thread == e.thread_id:
+                    agent.thread = next(
+                        (
+                            t.id
+                            for t in self.threads.values()
+                            if agent.id in t.participants and t.status not in ("closed", "stalled")
+                        ),
+                        None,
+                    )
+                    touched.add("agents")
+        return touched
 
     def _on_consensus_reached(self, e: ev.ConsensusReached) -> set[str]:
         if e.thread_id in self.threads:
@@ -296,6 +314,8 @@ class FleetView:
         spend.prompt_tokens += e.prompt_tokens
         spend.cached_tokens += e.cached_tokens
         spend.by_model[e.model] = spend.by_model.get(e.model, 0.0) + cost
+        if e.cost_usd is None:
+            spend.unknown_models.add(e.model)
         spend.by_agent[e.agent_id] = spend.by_agent.get(e.agent_id, 0.0) + cost
         minute = int(e.at.timestamp() // 60)
         if self._minute is None:
