@@ -8,7 +8,7 @@ import pytest
 from pydantic import BaseModel
 
 from bzzz_console import config
-from bzzz_console.config import ConfigError, Settings, load_settings
+from bzzz_console.config import ConfigError, Settings, field_docs, load_settings
 
 
 @pytest.fixture(autouse=True)
@@ -280,9 +280,10 @@ def test_with_overrides_validates() -> None:
 
 def _walk(model: type[BaseModel], prefix: str = "") -> list[tuple[str, str | None]]:
     out: list[tuple[str, str | None]] = []
+    docs = field_docs(model)
     for name, field in model.model_fields.items():
         dotted = f"{prefix}{name}"
-        out.append((dotted, field.description))
+        out.append((dotted, docs.get(name)))
         annotation = field.annotation
         if isinstance(annotation, type) and issubclass(annotation, BaseModel):
             out.extend(_walk(annotation, dotted + "."))
@@ -320,3 +321,12 @@ def test_data_dir_expands_user(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) 
     s = Settings(data_dir=Path("~/bzzz"))
     assert s.resolved_data_dir() == tmp_path / "bzzz"
     assert s.database_url() == f"sqlite:///{tmp_path / 'bzzz' / 'bzzz.db'}"
+
+
+def test_describe_settings_is_a_config_file_that_loads_back_to_the_same_settings(tmp_path: Path) -> None:
+    from bzzz_console.config import describe_settings
+
+    custom = Settings().with_overrides(runtime__max_turns=9, store__url="sqlite:////tmp/x.db")
+    path = tmp_path / "config.toml"
+    path.write_text(describe_settings(custom), encoding="utf-8")
+    assert load_settings(path, {}) == custom
