@@ -765,7 +765,8 @@ async def test_downgrade_on_a_budget_breach(tmp_path: Path) -> None:
         # the reserve is spent too, and then the breach comes back to the operator.
         cheap = [t for t in n.script.of("architect-1") if t.body["model"] == "gpt-4o-mini"]
         assert cheap, "the agent took a turn on the downgraded model"
-        assert [(e.rule, e.state) for e in n.rt.store.escalations()][0] == ("Budget Breach", "answered")
+        first = n.rt.store.escalations()[0]
+        assert (first.rule, first.state) == ("Budget Breach", "answered")
 
 
 # -- spend ----------------------------------------------------------------------------------------------------------
