@@ -316,3 +316,26 @@ async def test_commands_fail_clearly(tmp_path: Path) -> None:
             await rt.submit(cmd.PostHumanMessage(thread_id="nope", text="hi"))
         with pytest.raises(CommandError, match="needs a title"):
             await rt.submit(cmd.AddTask(title="  "))
+
+
+async def test_terminating_an_escalating_agent_cancels_its_escalation_and_the_thread_goes_on(tmp_path: Path) -> None:
+    rt = Runtime(make_settings(tmp_path), force_demo=True)
+    events = rt.bus.subscribe()
+    async with rt:
+        add_demo_tasks(rt)
+        rt.capacity_changed()
+        await run_until_idle(rt)
+        [escalation] = rt.store.escalations("open")
+        await rt.submit(cmd.Terminate(agent_id=escalation.agent_id or ""))
+        await run_until_idle(rt)
+        row = rt.store.get_escalation(escalation.id)
+        thread = rt.store.get_thread(escalation.thread_id or "")
+        agent_state = rt.agents[escalation.agent_id or ""].state
+    assert row is not None and row.state == "cancelled" and row.decision and "terminated" in row.decision["reason"]
+    seen = events.drain()
+    cancelled_at = next(i for i, e in enumerate(seen) if isinstance(e, ev.EscalationCancelled))
+    assert seen[cancelled_at].escalation_id == escalation.id  # type: ignore[attr-defined]
+    resumed = [e for e in seen[cancelled_at:] if isinstance(e, ev.ThreadStatusChanged) and e.status == "active"]
+    assert resumed and resumed[0].thread_id == thread.id  # the thread went on without the terminated agent
+    assert agent_state is AgentState.TERMINATING
+    assert escalation.agent_id not in {p.agent_id for p in rt.store.participants(thread.id)}

@@ -213,6 +213,16 @@ class EscalationExpired(Event):
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class EscalationCancelled(Event):
+    """Nothing is left to decide (its thread ended another way)."""
+
+    kind: Literal["escalation_cancelled"] = "escalation_cancelled"
+    escalation_id: str
+    thread_id: str | None
+    reason: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class BudgetWarning(Event):
     kind: Literal["budget_warning"] = "budget_warning"
     scope: str
@@ -287,6 +297,7 @@ RuntimeEvent = (
     | EscalationRaised
     | EscalationAnswered
     | EscalationExpired
+    | EscalationCancelled
     | BudgetWarning
     | ParticipantsChanged
     | ContextCompressed

@@ -327,6 +327,10 @@ class Conversations(TurnTaking, Membership):
                     agent_id=episode.agent_id, project=episode.project, thread_id=thread.id, outcome=outcome
                 )
             )
+        # The thread ended another way: nothing is left for a human to decide, so escalations still waiting on
+        # it are cancelled rather than left open forever.
+        for row in self.rt.store.cancel_escalations(self.rt.clock.now(), thread_id=thread.id, reason=outcome):
+            self.rt.publish(ev.EscalationCancelled(escalation_id=row.id, thread_id=thread.id, reason=outcome))
         for p in thread.participants:  # closed or stalled, the thread no longer holds its agents' capacity
             agent = self.rt.agents.get(p.agent_id)
             if agent is not None:

@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Any
 from bzzz_console.domain import commands as cmd
 from bzzz_console.domain import events as ev
 from bzzz_console.domain.lifecycle import AgentState
+from bzzz_console.domain.threads import ThreadStatus
 from bzzz_console.runtime.tools import ToolError
 from bzzz_console.store.escalations import AlreadyDecided
 from bzzz_console.store.repo import NotFound
@@ -45,6 +46,12 @@ def apply_command(rt: Runtime, command: cmd.OperatorCommand) -> Any:
                 rt.conversations.remove_participant(thread, agent, "terminated by the operator")
         if agent.state in (AgentState.ACTIVE, AgentState.COLLABORATING):
             rt.transition(agent, AgentState.IDLE, None, "work handed back before termination")
+        reason = f"{agent.id} was terminated by {command.operator}"
+        for row in rt.store.cancel_escalations(rt.clock.now(), agent_id=agent.id, reason=reason):
+            rt.publish(ev.EscalationCancelled(escalation_id=row.id, thread_id=row.thread_id, reason=reason))
+            thread = rt.conversations.threads.get(row.thread_id or "")
+            if thread is not None and thread.status is ThreadStatus.WAITING_HUMAN:
+                rt.conversations.resume_thread(thread, reason)
         rt.transition(agent, AgentState.TERMINATING, None, "terminated by the operator")
         return None
     if isinstance(command, cmd.AddTask):

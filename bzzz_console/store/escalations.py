@@ -109,6 +109,28 @@ class EscalationQueries:
             s.commit()
             return bool(result.rowcount)  # type: ignore[attr-defined]
 
+    def cancel_escalations(
+        self, at: datetime, *, thread_id: str | None = None, agent_id: str | None = None, reason: str = ""
+    ) -> list[EscalationRow]:
+        """Cancel the escalations of a thread (or of an agent) that still wait for a human; return them."""
+        which = (
+            col(EscalationRow.thread_id) == thread_id
+            if thread_id
+            else col(EscalationRow.agent_id) == agent_id
+        )
+        waiting = or_(
+            col(EscalationRow.state) == "open",
+            (col(EscalationRow.state) == "expired") & (col(EscalationRow.default_action) == "hold"),
+        )
+        with self.session() as s:
+            rows = list(s.exec(select(EscalationRow).where(which, waiting)))
+            for row in rows:
+                row.state, row.answered_at, row.applied = "cancelled", at, True
+                row.decision = {"kind": "cancelled", "by": "system", "reason": reason}
+                s.add(row)
+            s.commit()
+        return rows
+
     def mark_applied(self, escalation_id: str) -> bool:
         """Claim the application of a recorded decision; False if another pass already applied it."""
         with self.session() as s:

@@ -358,6 +358,12 @@ class FleetView:
                 view.decision = f"{e.default_action} (deadline)"
         return {"escalations", f"escalation:{e.escalation_id}", "status"}
 
+    def _on_escalation_cancelled(self, e: ev.EscalationCancelled) -> set[str]:
+        view = self.escalations.get(e.escalation_id)
+        if view is not None:
+            view.state, view.decision = "cancelled", e.reason
+        return {"escalations", f"escalation:{e.escalation_id}", "status"}
+
     def _on_error(self, e: ev.ErrorRaised) -> set[str]:
         self.errors.append(f"{e.where}: {e.message}")
         return {"errors"}
