@@ -154,7 +154,9 @@ class Budgets:
         """
         limit = self.limit(scope, key) or 0.0
         spent = self._spent[(scope, key)]
-        self._grace[(scope, key)] = max(0.0, spent - limit) + limit * self.rt.settings.budgets.reserve_fraction
+        self._grace[(scope, key)] = (
+            max(0.0, spent - limit) + limit * self.rt.settings.budgets.reserve_fraction
+        )
 
     def raise_limit(self, scope: str, key: str, amount_usd: float, by: str) -> float:
         """Add ``amount_usd`` to a budget (persisted; survives restarts); returns the new limit."""
