@@ -29,15 +29,8 @@ async def main() -> None:
     async with app.run_test(size=(160, 40)) as pilot:
         for _ in range(200):
             await pilot.pause(0.05)
-            if (
-                app.view.open_escalations()
-                and app.rt is not None
-                and not app.rt.conversations.threads
-                or (
-                    app.view.open_escalations()
-                    and all(t.status != "active" for t in app.view.threads.values())
-                )
-            ):
+            settled = all(t.status != "active" for t in app.view.threads.values())
+            if app.view.open_escalations() and settled:
                 break
         await pilot.pause(0.5)
         app.save_screenshot("console.svg", str(OUT))
