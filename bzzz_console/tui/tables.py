@@ -130,7 +130,7 @@ class AgentsTable(FleetTable):
 
 
 class ThreadsTable(FleetTable):
-    COLUMNS = ("id", "topic", "agents", "status", "msgs", "$", "age")
+    COLUMNS = ("id", "status", "topic", "msgs", "$", "age", "participants")
 
     def rows_for(self, view: FleetView, now: datetime) -> Iterable[tuple[str, tuple[object, ...]]]:
         order = {"waiting_human": 0, "active": 1, "stalled": 2, "closed": 3}
@@ -144,15 +144,8 @@ class ThreadsTable(FleetTable):
         status = Text(
             "ESCALATED" if t.status == "waiting_human" else t.status, style=THREAD_STYLE.get(t.status, "")
         )
-        return (
-            t.id,
-            topic,
-            str(len(t.participants)),
-            status,
-            str(t.messages),
-            f"{t.cost:.4f}",
-            age(t.created_at, now),
-        )
+        participants = ", ".join(t.participants)
+        return (t.id, status, topic, str(t.messages), f"{t.cost:.4f}", age(t.created_at, now), participants)
 
 
 class EscalationsTable(FleetTable):
