@@ -18,6 +18,15 @@ if TYPE_CHECKING:
     from bzzz_console.runtime.runtime import Runtime
 
 
+def unavailable(agent: Agent) -> str:
+    """Why an agent cannot take part in one more thread (``not agent.can_join``)."""
+    if agent.paused:
+        return "is paused"
+    if agent.state not in (AgentState.IDLE, AgentState.ACTIVE, AgentState.COLLABORATING):
+        return f"is {agent.state.value}"
+    return f"is at its limit of {agent.spec.max_tasks} threads (max_tasks)"
+
+
 class Membership:
     rt: Runtime
     threads: dict[str, ThreadState]
@@ -49,8 +58,12 @@ class Membership:
     def create_thread(self, topic: str, participants: Sequence[str], creator: str | None) -> ThreadState:
         """A thread without a task (bzzz_thread create): named agents, or the least loaded agent of a role."""
         chosen: list[Agent] = []
-        for name in ([creator] if creator else []) + list(participants):
+        for i, name in enumerate(([creator] if creator else []) + list(participants)):
             agent = self.rt.agents.get(name)
+            if agent is not None and not agent.can_join:
+                raise ToolError(
+                    f"{'agent_id' if creator and i == 0 else 'participants'}: {name} {unavailable(agent)}"
+                )
             if agent is None:
                 free = [
                     a
@@ -177,6 +190,8 @@ class Membership:
         )
         if not thread.participants:
             self._stall(thread, "no participant left")
+        elif thread.status is ThreadStatus.ACTIVE:
+            self.start_driver(thread)  # the one whose turn it was may have left: the next speaker goes on
 
     def _release(self, agent: Agent, thread: ThreadState, reason: str) -> None:
         """An escalated agent handing its seat over: back to work elsewhere, or idle."""

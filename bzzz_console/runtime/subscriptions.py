@@ -12,7 +12,7 @@ from urllib.parse import urlsplit
 
 from bzzz_console.domain import events as ev
 from bzzz_console.domain.addresses import SemanticAddress
-from bzzz_console.store.repo import new_id
+from bzzz_console.store.repo import NotFound, new_id
 
 if TYPE_CHECKING:
     from bzzz_console.runtime.runtime import Runtime
@@ -80,15 +80,29 @@ class Subscriptions:
         if sub.filter is None:
             return True
         thread_id, agent_id = data.get("thread_id"), data.get("agent_id")
-        if thread_id:
-            thread = self.rt.conversations.threads.get(thread_id)
-            project = thread.project if thread else "*"
-            if not sub.filter.matches_thread(thread_id, project):
-                return False
+        if sub.filter.path_kind == "agents":  # one agent: the events about it, in whatever thread
+            agent = self.rt.agents.get(agent_id or "")
+            return agent is not None and sub.filter.matches_agent(agent.id, agent.role)
+        if sub.filter.path_kind in ("threads", "tasks") and not thread_id:
+            return False  # the filter names a thread (or a task's): an event about no thread is not about it
+        if thread_id and not sub.filter.matches_thread(thread_id, *self._where(thread_id)):
+            return False
         if agent_id and (sub.filter.agent or sub.filter.role):
             agent = self.rt.agents.get(agent_id)
             return agent is not None and sub.filter.matches_agent(agent.id, agent.role)
         return bool(thread_id or agent_id) or sub.filter.target is None
+
+    def _where(self, thread_id: str) -> tuple[str, str | None]:
+        """(project, task id) of a thread; a closed one is no longer in memory (its last events arrive after it
+        closed), so it is read from the store."""
+        thread = self.rt.conversations.threads.get(thread_id)
+        if thread is not None:
+            return thread.project, thread.task_id
+        try:
+            row = self.rt.store.get_thread(thread_id)
+        except NotFound:
+            return "*", None
+        return row.project, row.task_id
 
     async def _deliver(self, events: Any) -> None:
         async for event in events:

@@ -6,7 +6,9 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from bzzz_console.domain import commands as cmd
+from bzzz_console.domain.lifecycle import AgentState
 from bzzz_console.domain.threads import MessageType, ThreadStatus, tally
+from bzzz_console.runtime.membership import unavailable
 from bzzz_console.runtime.memory import excerpt
 from bzzz_console.runtime.tool_args import (
     AnnounceArgs,
@@ -84,11 +86,15 @@ async def _thread(rt: Runtime, ctx: ToolContext, args: ThreadArgs) -> ToolOutcom
     if args.action == "join":
         if agent_id in thread.participant_ids:
             raise ToolError(f"{agent_id} already takes part in {thread.id}")
+        if not agent.can_join:
+            raise ToolError(f"agent_id: {agent_id} {unavailable(agent)}")
         conv.add_participant(thread, agent, "joined by itself")
         return ToolOutcome({**_thread_info(rt, thread.id), "action": "joined"}, ok=True)
     if agent_id not in thread.participant_ids:
         raise ToolError(f"{agent_id} does not take part in {thread.id}")
     conv.remove_participant(thread, agent, "left by itself")
+    if not agent.threads and agent.state in (AgentState.ACTIVE, AgentState.COLLABORATING):
+        rt.transition(agent, AgentState.IDLE, thread.id, "left its last thread")
     return ToolOutcome({"action": "left", "thread_id": thread.id}, ok=True)
 
 
