@@ -39,12 +39,21 @@ app.add_typer(config_app, name="config")
 
 
 def _register_ops() -> None:
+    from bzzz_console.cli_audit import audit_app, db_prune
     from bzzz_console.cli_ops import escalations_app, mcp_app, spend, status
 
     app.add_typer(escalations_app, name="escalations")
+    app.add_typer(audit_app, name="audit")
+    db_app.command("prune")(db_prune)
     app.add_typer(mcp_app, name="mcp")
     app.command("spend")(spend)
     app.command("status")(status)
+
+
+def _register_keys() -> None:
+    from bzzz_console.cli_keys import key_app
+
+    app.add_typer(key_app, name="key")
 
 
 DbOption = Annotated[
@@ -322,10 +331,12 @@ def threads_list(as_json: JsonOption = False, db: DbOption = None, config: Confi
 def threads_show(thread_id: str, db: DbOption = None, config: ConfigOption = None) -> None:
     """Print a thread's transcript."""
     from bzzz_console.reports import thread_document, thread_markdown
+    from bzzz_console.store.repo import Store
 
     with _errors():
-        store = _store(config, db)
-        doc = thread_document(store, thread_id)
+        settings = _settings(config, db)
+        store = Store.open(settings.database_url())
+        doc = thread_document(store, thread_id, settings.security)
         store.close()
         from rich.console import Console
         from rich.markdown import Markdown
@@ -350,10 +361,12 @@ def threads_export(
 ) -> None:
     """Export a thread (transcript, participants, decisions) as Markdown or JSON."""
     from bzzz_console.reports import thread_document, thread_markdown
+    from bzzz_console.store.repo import Store
 
     with _errors():
-        store = _store(config, db)
-        doc = thread_document(store, thread_id)
+        settings = _settings(config, db)
+        store = Store.open(settings.database_url())
+        doc = thread_document(store, thread_id, settings.security)
         store.close()
         text = (
             json.dumps(doc, indent=2, ensure_ascii=False) + "\n"
@@ -419,6 +432,7 @@ def main() -> None:
 
 
 _register_ops()
+_register_keys()
 
 
 if __name__ == "__main__":

@@ -194,11 +194,26 @@ def escalations_answer(
             row = store.claim_decision(escalation_id, decision_record(command), who, now_utc())
         except AlreadyDecided as exc:
             _fail(str(exc))
+        else:
+            _audit_decision(settings, store, row, who)
         finally:
             store.close()
         typer.echo(
             f"{row.id}: {command.kind} recorded by {who}; the node running {row.agent_id or 'the thread'} "
             "applies it within a second"
+        )
+
+
+def _audit_decision(settings: Any, store: Any, row: Any, who: str) -> None:
+    """The decision's signed audit entry. The decision itself is already recorded (once): a failure here is a
+    warning, not an error that would invite answering again."""
+    from bzzz_console.audit import record_decision
+
+    try:
+        record_decision(settings, store, row, row.decision or {}, who)
+    except Exception as exc:
+        typer.echo(
+            f"bzzz-console: warning: the decision is recorded, but not in the audit trail: {exc}", err=True
         )
 
 

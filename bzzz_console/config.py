@@ -139,6 +139,23 @@ class StoreSettings(_Section):
     PostgreSQL: ``postgresql+psycopg://user:pass@host/db``."""
 
 
+RedactKind = Literal["api_key", "email", "phone", "card"]
+_ALL_KINDS: tuple[RedactKind, ...] = ("api_key", "email", "phone", "card")
+
+
+class SecuritySettings(_Section):
+    redact_llm: tuple[RedactKind, ...] = _ALL_KINDS
+    """Kinds of sensitive text (api_key, email, phone, card) replaced by ``[redacted:<kind>]`` in what is sent
+    to the model; ``[]`` = none. The live API keys are always redacted, whatever this says."""
+    redact_store: tuple[RedactKind, ...] = _ALL_KINDS
+    """Kinds redacted from messages before they are stored (and shown, and sent to outside agents)."""
+    redact_export: tuple[RedactKind, ...] = _ALL_KINDS
+    """Kinds redacted from ``threads show`` and ``threads export`` (Markdown and JSON)."""
+    key_cache_s: float = Field(5.0, ge=0, le=300)
+    """Seconds a looked-up API key is reused before it is looked up again: ``bzzz-console key set`` rotates a
+    key in a running node within this time (at once for a key file), without a restart."""
+
+
 class Settings(_Section):
     """The whole tree; ``Settings()`` is the embedded defaults."""
 
@@ -164,10 +181,17 @@ class Settings(_Section):
     """Where threads, tasks, decisions and episodes are persisted."""
     data_dir: Path | None = None
     """Where the database, node key and logs live; unset = the platform's user data dir."""
+    security: SecuritySettings = SecuritySettings()
+    """Redaction of API keys, emails, phone and card numbers, and how often API keys are looked up again."""
 
     def resolved_data_dir(self) -> Path:
         if self.data_dir is not None:
-            return self.data_dir.expanduser()
+            try:
+                return self.data_dir.expanduser()
+            except RuntimeError:  # "~nobody/data": no such user (or no home folder at all)
+                raise ConfigError(
+                    f"key 'data_dir': cannot find the home folder of {str(self.data_dir)!r}"
+                ) from None
         from platformdirs import user_data_path
 
         return user_data_path("bzzz-console", appauthor=False)
@@ -211,7 +235,11 @@ def load_settings(path: Path | None = None, environ: Mapping[str, str] | None = 
             raise ConfigError(f"config file {file} cannot be read: {exc}") from None
         _mark(data, (), f"config file {file}", sources)
     for name, raw in env.items():
-        if not name.startswith(ENV_PREFIX) or name == "BZZZ_CONFIG" or name.startswith("BZZZ_TEST_"):
+        if (
+            not name.startswith(ENV_PREFIX)
+            or name == "BZZZ_CONFIG"
+            or name.startswith(("BZZZ_TEST_", "BZZZ_KEY_"))
+        ):
             continue
         key = ENV_ALIASES.get(name) or tuple(part.lower() for part in name[len(ENV_PREFIX) :].split("__"))
         _assign(data, list(key), _env_value(raw))

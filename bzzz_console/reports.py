@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from bzzz_console.config import SecuritySettings
 from bzzz_console.store.repo import Store
 from bzzz_console.store.tables import utc
 
@@ -55,13 +56,19 @@ def threads_report(store: Store) -> list[dict[str, Any]]:
     ]
 
 
-def thread_document(store: Store, thread_id: str) -> dict[str, Any]:
-    """Everything about one thread, as exported to JSON (raises NotFound)."""
+def thread_document(store: Store, thread_id: str, security: SecuritySettings | None = None) -> dict[str, Any]:
+    """Everything about one thread, as exported to JSON (raises NotFound).
+
+    Texts (topic, messages, decisions) are redacted for the ``export`` target of ``security`` (default settings
+    when None: API keys, emails, phone and card numbers)."""
+    from bzzz_console.redaction import redactor_for
+
+    clean = redactor_for(security).for_target("export")
     thread = store.get_thread(thread_id)
     costs = store.thread_costs().get(thread_id, (0.0, False))
     return {
         "id": thread.id,
-        "topic": thread.topic,
+        "topic": clean(thread.topic),
         "status": thread.status,
         "outcome": thread.outcome,
         "project": thread.project,
@@ -77,7 +84,7 @@ def thread_document(store: Store, thread_id: str) -> dict[str, Any]:
                 "from": m.author,
                 "role": m.role,
                 "type": m.type,
-                "content": m.content,
+                "content": clean(m.content),
                 "reply_to": m.reply_to,
                 "model": m.model,
                 "created_at": utc(m.created_at).isoformat(),
@@ -88,7 +95,7 @@ def thread_document(store: Store, thread_id: str) -> dict[str, Any]:
             {
                 "id": d.id,
                 "kind": d.kind,
-                "summary": d.summary,
+                "summary": clean(d.summary),
                 "made_by": d.made_by,
                 "created_at": utc(d.created_at).isoformat(),
             }

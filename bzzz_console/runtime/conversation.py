@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 from bzzz_console.domain import events as ev
 from bzzz_console.domain.lifecycle import AgentState
 from bzzz_console.domain.threads import SYSTEM_AUTHOR, MessageType, ThreadMessage, ThreadStatus, Vote
+from bzzz_console.redaction import redactor_for
 from bzzz_console.runtime.membership import Membership
 from bzzz_console.runtime.memory import excerpt, make_episodes
 from bzzz_console.runtime.model import Agent, Participant, ThreadState
@@ -80,7 +81,7 @@ class Conversations(TurnTaking, Membership):
         if participants is None:
             return None
         thread_id = f"review-{task.id.removeprefix('task-')}"
-        opening = review_prompt(task, participants)
+        opening = self._redact_store(review_prompt(task, participants))
         row = ThreadRow(
             id=thread_id,
             task_id=task.id,
@@ -161,6 +162,11 @@ class Conversations(TurnTaking, Membership):
             self.rt.transition(agent, AgentState.IDLE, thread.id, "task complete")
 
     # -- messages -----------------------------------------------------------------------------------------
+    def _redact_store(self, text: str) -> str:
+        """What is stored (and shown, and read by outside agents) without the kinds of ``security.redact_store``
+        and without any live API key."""
+        return redactor_for(self.rt.settings.security).redact(text, "store")
+
     def _publish_message(self, m: ThreadMessage) -> None:
         self.rt.publish(
             ev.MessagePosted(
@@ -199,6 +205,7 @@ class Conversations(TurnTaking, Membership):
         if thread.status is not ThreadStatus.ACTIVE:
             raise ToolError(f"thread {thread_id} is {thread.status.value}; it takes no agent messages now")
         agent = self.rt.agents[agent_id]
+        text = self._redact_store(text)
         message = self.rt.store.post_message(
             thread_id,
             author=agent_id,
@@ -222,6 +229,7 @@ class Conversations(TurnTaking, Membership):
     def post_human(self, thread_id: str, text: str, operator: str, *, wake: bool = True) -> ThreadMessage:
         """An operator's message: it goes into every participant's context from their next turn on."""
         thread = self._active_thread(thread_id)
+        text = self._redact_store(text)
         message = self.rt.store.post_message(
             thread_id,
             author=operator,
@@ -245,6 +253,7 @@ class Conversations(TurnTaking, Membership):
         if thread.status is not ThreadStatus.ACTIVE:
             raise ToolError(f"thread {thread_id} is {thread.status.value}; it is already waiting")
         rule = self.rt.escalations.rule_for_request()
+        reason, options = self._redact_store(reason), [self._redact_store(o) for o in options]
         escalation_id = self.rt.escalations.raise_for(
             thread, self.rt.agents[agent_id], rule, reason, priority=priority, options=options, turns=1
         )

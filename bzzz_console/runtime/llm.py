@@ -47,7 +47,11 @@ class LLMBackend(Protocol):
         tools: Sequence[ToolSpec] = (),
         max_tokens: int | None = None,
         on_retry: Callable[[RetryInfo], None] | None = None,
-    ) -> ChatResult: ...
+        key_entry: str | None = None,
+    ) -> ChatResult:
+        """``key_entry``: the API key entry of the calling agent (None = the shared key). Callers pass it only
+        when an agent names its own entry, so a backend that has no keys may leave it out."""
+        ...
 
     async def aclose(self) -> None: ...
 
@@ -156,34 +160,63 @@ class OpenAIBackend:
         policy: RetryPolicy = RetryPolicy(),
         organization: str | None = None,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+        key_source: Callable[[str | None], str] | None = None,
     ) -> None:
+        """``key_source`` (optional) gives the current key of a key entry (None = the shared one) before each
+        call, so keys rotate without a restart and an agent can use its own key; it raises when there is none.
+        Without it every call uses ``api_key``."""
         self.base_url = base_url
         self.policy = policy
         self._api_key = api_key
         self._organization = organization
         self._sleep = sleep
+        self._key_source = key_source
         self._client: AsyncOpenAI | None = None
+        self._keyed: dict[str, AsyncOpenAI] = {}
+        """Clients of other keys than ``api_key`` (rotated or per-agent keys), closed with the backend."""
 
     def prepare(self) -> None:
         """Import the SDK and build the client now (callers run this in a thread: it takes ~0.5 s cold)."""
         self._ensure_client()
 
+    def _new_client(self, api_key: str) -> AsyncOpenAI:
+        import openai  # lazy: keeps start-up fast
+
+        return openai.AsyncOpenAI(
+            base_url=self.base_url,
+            api_key=api_key,
+            organization=self._organization,
+            max_retries=0,
+            timeout=self.policy.timeout_s,
+        )
+
     def _ensure_client(self) -> AsyncOpenAI:
         if self._client is None:
-            import openai  # lazy: keeps start-up fast
-
-            self._client = openai.AsyncOpenAI(
-                base_url=self.base_url,
-                api_key=self._api_key,
-                organization=self._organization,
-                max_retries=0,
-                timeout=self.policy.timeout_s,
-            )
+            self._client = self._new_client(self._api_key)
         return self._client
 
+    def _client_for(self, api_key: str | None) -> AsyncOpenAI:
+        """The client of a key: one per key, built on first use (a rotated key gets a new one)."""
+        if api_key is None or api_key == self._api_key:
+            return self._ensure_client()
+        client = self._keyed.get(api_key)
+        if client is None:
+            client = self._keyed[api_key] = self._new_client(api_key)
+        return client
+
+    def _key_for(self, key_entry: str | None) -> str | None:
+        if self._key_source is None:
+            return None
+        try:
+            return self._key_source(key_entry)
+        except Exception as exc:  # no key for the entry, a refused key file: the message names no key value
+            raise LLMError(f"no API key for this call: {exc}") from None
+
     async def aclose(self) -> None:
-        if self._client is not None:
-            client, self._client = self._client, None
+        clients = [c for c in (self._client, *self._keyed.values()) if c is not None]
+        self._client = None
+        self._keyed.clear()
+        for client in clients:
             await client.close()
 
     async def complete(
@@ -194,8 +227,12 @@ class OpenAIBackend:
         tools: Sequence[ToolSpec] = (),
         max_tokens: int | None = None,
         on_retry: Callable[[RetryInfo], None] | None = None,
+        api_key: str | None = None,
+        key_entry: str | None = None,
     ) -> ChatResult:
-        client = self._ensure_client()
+        """One completion. ``api_key`` overrides the key of this call; else ``key_entry`` names the entry the
+        backend's key source looks up (None = the shared key)."""
+        client = self._client_for(api_key if api_key is not None else self._key_for(key_entry))
         where = str(client.base_url).rstrip("/")
         kwargs: dict[str, Any] = {"model": model, "messages": to_openai_messages(messages)}
         if tools:

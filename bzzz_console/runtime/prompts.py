@@ -7,7 +7,7 @@ demo model parses it to know who it is speaking as.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from bzzz_console.domain.llm import ChatMessage, ChatRole, ToolSpec
 from bzzz_console.domain.threads import ThreadMessage
@@ -85,14 +85,24 @@ def build_messages(
     history: Sequence[ThreadMessage],
     tools: Sequence[ToolSpec],
     lessons: Sequence[str] = (),
+    *,
+    redact: Callable[[str], str] | None = None,
 ) -> list[ChatMessage]:
-    """The whole prompt of one turn. Own messages go back as ``assistant`` turns, everyone else's as ``user``."""
-    messages = [ChatMessage("system", build_system_prompt(agent, thread, tools, lessons))]
+    """The whole prompt of one turn. Own messages go back as ``assistant`` turns, everyone else's as ``user``.
+
+    ``redact`` (the LLM target of :class:`~bzzz_console.redaction.Redactor`) is applied to every message: API
+    keys, emails, phone and card numbers in tasks, history or lessons never reach the model."""
+    clean = redact or _same
+    messages = [ChatMessage("system", clean(build_system_prompt(agent, thread, tools, lessons)))]
     for message in history:
         role: ChatRole = "assistant" if message.author == agent.id else "user"
-        messages.append(ChatMessage(role, format_history_line(message)))
-    messages.append(ChatMessage("user", format_task(agent, thread)))
+        messages.append(ChatMessage(role, clean(format_history_line(message))))
+    messages.append(ChatMessage("user", clean(format_task(agent, thread))))
     return messages
+
+
+def _same(text: str) -> str:
+    return text
 
 
 def estimate_tokens(text: str) -> int:

@@ -16,6 +16,7 @@ import socket
 from collections.abc import Sequence
 from typing import Any
 
+from bzzz_console.audit import AuditWriter
 from bzzz_console.config import Settings
 from bzzz_console.domain import commands as cmd
 from bzzz_console.domain import events as ev
@@ -78,6 +79,7 @@ class Runtime(Scheduling):
         self._inbox_wake = asyncio.Event()
         self._inbox_task: asyncio.Task[None] | None = None
         self._started = False
+        self.audit: AuditWriter | None = None
 
     # -- lifecycle ----------------------------------------------------------------------------------------
     @property
@@ -118,6 +120,8 @@ class Runtime(Scheduling):
                 base_url = self._demo_server.base_url
             self._backend = make_backend(self.provider, self.settings, base_url)
         self._started = True
+        self.audit = AuditWriter(self)  # subscribes before anything audited is published
+        self.audit.start()
         self.publish(
             ev.RuntimeStarted(
                 node=self.node_id,
@@ -153,6 +157,8 @@ class Runtime(Scheduling):
             await asyncio.to_thread(self._demo_server.stop)
         self.publish(ev.RuntimeStopped(reason=reason))
         self.bus.close()
+        if self.audit is not None:
+            await self.audit.stop()  # writes what is still queued, before the store closes
         self.store.close()
 
     def publish(self, event: ev.Event) -> None:

@@ -7,11 +7,12 @@ from __future__ import annotations
 
 import asyncio
 import json
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypedDict
 
 from bzzz_console.domain import events as ev
 from bzzz_console.domain.llm import ChatMessage, RetryInfo
 from bzzz_console.domain.threads import MessageType, ThreadMessage, ThreadStatus, Vote, tally
+from bzzz_console.redaction import redactor_for
 from bzzz_console.runtime.llm import LLMError
 from bzzz_console.runtime.memory import excerpt, fit_history, recall
 from bzzz_console.runtime.model import Agent, ThreadState
@@ -28,6 +29,10 @@ FINAL_ANSWER = (
     "Your budget is exhausted and the operator asked for the partial work. Post your final answer now with "
     "bzzz_post, message_type summary: what is decided, what is open, and what you would do next."
 )
+
+
+class _KeyArgs(TypedDict, total=False):
+    key_entry: str
 
 
 class TurnTaking:
@@ -168,7 +173,8 @@ class TurnTaking:
         else:
             history = fit_history(thread.messages, int(agent.spec.token_limit * 0.8))
             context = (history_tokens(thread.messages), history_tokens(history))
-        messages = build_messages(agent, thread, history, tools, lessons)
+        redact = redactor_for(rt.settings.security).for_target("llm")
+        messages = build_messages(agent, thread, history, tools, lessons, redact=redact)
         if final:
             messages.append(ChatMessage("user", FINAL_ANSWER))
         return messages, model, context
@@ -178,6 +184,10 @@ class TurnTaking:
         tools = agent_tool_specs()
         messages, model, context = self._plan(thread, agent, final)
         ctx = ToolContext(agent.id, thread.id)
+        redactor = redactor_for(rt.settings.security)
+        key: _KeyArgs = {}  # an agent whose spec names its own key entry calls with that key
+        if agent.spec.api_key_entry is not None:
+            key["key_entry"] = agent.spec.api_key_entry
 
         def on_retry(info: RetryInfo) -> None:
             rt.publish(
@@ -199,9 +209,10 @@ class TurnTaking:
                         tools=tools,
                         max_tokens=rt.settings.model.max_output_tokens,
                         on_retry=on_retry,
+                        **key,
                     )
-            except LLMError as exc:
-                self._failed_turn(thread, agent, model, str(exc))
+            except LLMError as exc:  # a server may echo what it was sent: no key or address in the error
+                self._failed_turn(thread, agent, model, redactor.redact(str(exc), "store"))
                 return
             thread.consecutive_failures = 0
             rt.record_llm_call(agent, thread, result, model, context)
@@ -231,7 +242,8 @@ class TurnTaking:
                         summary=excerpt(json.dumps(outcome.result), 200),
                     )
                 )
-                messages.append(ChatMessage("tool", json.dumps(outcome.result), tool_call_id=call.id))
+                result = redactor.redact_data(outcome.result, "llm")  # strings only: the JSON stays JSON
+                messages.append(ChatMessage("tool", json.dumps(result), tool_call_id=call.id))
                 if call.name in ("bzzz_get", "bzzz_lookup") and outcome.ok:
                     agent.working.setdefault(thread.id, {}).setdefault("notes", []).append(
                         f"{call.name} → {outcome.result.get('count', 'ok')}"

@@ -7,6 +7,7 @@ timeout so a second process (``task add``, ``escalations answer``) waits instead
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -37,9 +38,10 @@ def make_engine(url: str) -> Engine:
 
     try:
         parsed = make_url(url)
-    except ArgumentError:
+    except (ArgumentError, ValueError):  # ValueError: a port that is not a number ("h:abc")
+        shown = re.sub(r"(//[^/@:]*:)[^/@]*@", r"\1***@", url)  # a password stays hidden here too
         raise DatabaseError(
-            f"malformed database URL {url!r}: expected e.g. sqlite:////path/bzzz.db or "
+            f"malformed database URL {shown!r}: expected e.g. sqlite:////path/bzzz.db or "
             "postgresql+psycopg://user:password@host:5432/dbname"
         ) from None
     backend = parsed.get_backend_name()
@@ -51,7 +53,10 @@ def make_engine(url: str) -> Engine:
     if backend == "sqlite":
         database = parsed.database or ""
         if database and database != ":memory:" and not database.startswith("file:"):
-            folder = Path(database).expanduser().resolve().parent
+            try:
+                folder = Path(database).expanduser().resolve().parent
+            except RuntimeError:  # "~nobody/bzzz.db": no such user (or no home folder at all)
+                raise DatabaseError(f"cannot find the home folder of {database!r}") from None
             try:
                 folder.mkdir(parents=True, exist_ok=True, mode=0o700)
             except OSError as exc:
@@ -70,6 +75,8 @@ def make_engine(url: str) -> Engine:
         raise DatabaseError(
             f"no driver for {redact_url(url)} ({exc}); install it with: pip install 'bzzz-console[postgres]'"
         ) from None
+    except (ArgumentError, TypeError, ValueError) as exc:  # e.g. a query option's type (?timeout=x)
+        raise DatabaseError(f"invalid option in the database URL {redact_url(url)}: {exc}") from None
 
     if backend == "sqlite":
 
@@ -98,7 +105,7 @@ def upgrade(engine: Engine) -> str | None:
     """Apply every pending migration; return the revision the database is at afterwards."""
     from alembic import command
     from alembic.runtime.migration import MigrationContext
-    from sqlalchemy.exc import OperationalError
+    from sqlalchemy.exc import DBAPIError
 
     cfg = _alembic_config(engine)
     try:
@@ -107,8 +114,9 @@ def upgrade(engine: Engine) -> str | None:
             command.upgrade(cfg, "head")
         with engine.connect() as connection:
             return MigrationContext.configure(connection).get_current_revision()
-    except OperationalError as exc:
-        raise DatabaseError(f"cannot open the database {redact_url(str(engine.url))}: {exc.orig}") from None
+    except DBAPIError as exc:  # OperationalError, and e.g. SQLite's "file is not a database" (DatabaseError)
+        why = " ".join(str(exc.orig).split())  # one line: libpq's messages carry a tab-indented hint line
+        raise DatabaseError(f"cannot open the database {redact_url(str(engine.url))}: {why}") from None
 
 
 def secure_sqlite_file(engine: Engine) -> None:

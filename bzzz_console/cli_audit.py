@@ -1,0 +1,196 @@
+"""``bzzz-console audit …`` (verify and show the signed audit trail) and ``bzzz-console db prune``."""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any
+
+import typer
+
+from bzzz_console.cli_ops import ConfigOption, DbOption, JsonOption
+
+if TYPE_CHECKING:
+    from bzzz_console.store.repo import Store
+
+audit_app = typer.Typer(help="Verify and show the hash-chained, signed audit trail.", no_args_is_help=True)
+
+
+@contextmanager
+def _reading(url: str) -> Iterator[Store]:
+    """The store as found: no migration (verifying must not change the evidence); a database without an
+    audit table is one clear error."""
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import OperationalError, ProgrammingError
+
+    from bzzz_console.cli import _fail
+    from bzzz_console.store.engine import redact_url
+    from bzzz_console.store.repo import Store
+
+    parsed = make_url(url)
+    database = parsed.database or ""
+    if (
+        parsed.get_backend_name() == "sqlite"
+        and database not in ("", ":memory:")
+        and not database.startswith("file:")
+    ) and not Path(database).expanduser().is_file():
+        _fail(f"no database at {Path(database).expanduser()}")
+    store = Store.open(url, migrate=False)
+    try:
+        yield store
+    except (OperationalError, ProgrammingError) as exc:
+        _fail(f"cannot read the audit trail in {redact_url(url)}: {exc.orig}")
+    finally:
+        store.close()
+
+
+@audit_app.command("verify")
+def audit_verify(
+    key: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--key",
+            help="Pin a signer: every entry must be signed by one of these public keys (hex; repeat). "
+            "Default: each entry's recorded signer (this node's key: `bzzz-console audit key`).",
+            show_default=False,
+        ),
+    ] = None,
+    as_json: JsonOption = False,
+    db: DbOption = None,
+    config: ConfigOption = None,
+) -> None:
+    """Check the whole trail: contiguous indices, hash links, hashes and signatures. Exit 0 if intact, 1 naming
+    the first bad entry (modified, missing, inserted or bad signature). Entries cut off the end of the trail
+    cannot be detected."""
+    from bzzz_console.audit import verify
+    from bzzz_console.cli import _errors, _fail, _settings
+    from bzzz_console.nodekey import load_node_key, public_key_from_hex, public_key_hex
+
+    with _errors():
+        settings = _settings(config, db)
+        pinned = []
+        for value in key or []:
+            try:
+                pinned.append(public_key_hex(public_key_from_hex(value)))
+            except ValueError as exc:
+                _fail(f"--key: {exc}", 2)
+        node_key = load_node_key(settings)
+        with _reading(settings.database_url()) as store:
+            result = verify(store, node_key, pinned=pinned)
+        own = public_key_hex(node_key) if node_key is not None else None
+        if as_json:
+            sys.stdout.write(json.dumps({**result.to_dict(), "node_key": own}, indent=2) + "\n")
+        else:
+            typer.echo(result.message())
+            if result.signers and (len(result.signers) > 1 or own not in result.signers):
+                typer.echo(
+                    "signed by: "
+                    + ", ".join(
+                        f"{signer[:16]}…{' (this node)' if signer == own else ''} {count}"
+                        for signer, count in sorted(result.signers.items(), key=lambda kv: -kv[1])
+                    )
+                )
+    raise typer.Exit(0 if result.ok else 1)
+
+
+@audit_app.command("show")
+def audit_show(
+    last: Annotated[int, typer.Option("--last", help="The last N entries (0 = all).", min=0)] = 20,
+    as_json: JsonOption = False,
+    db: DbOption = None,
+    config: ConfigOption = None,
+) -> None:
+    """The latest audit entries: index, time, author, type and what happened."""
+    from bzzz_console.audit import read_entries
+    from bzzz_console.cli import _errors, _settings, _table
+
+    with _errors():
+        with _reading(_settings(config, db).database_url()) as store:
+            entries = read_entries(store, last=last or None)
+        if as_json:
+            sys.stdout.write(json.dumps([e.to_dict() for e in entries], indent=2, ensure_ascii=False) + "\n")
+            return
+        rows: list[dict[str, Any]] = []
+        for e in entries:
+            shown = {k: v for k, v in e.data.items() if k not in ("signer", "node")}
+            rows.append(
+                {
+                    "idx": e.idx,
+                    "at": e.at.strftime("%Y-%m-%d %H:%M:%S"),
+                    "author": e.author,
+                    "type": e.type,
+                    "hash": e.hash[:12],
+                    "data": _cut(json.dumps(shown, ensure_ascii=False, separators=(",", ":")), 64),
+                }
+            )
+        _table(rows, ["idx", "at", "author", "type", "hash", "data"])
+
+
+@audit_app.command("key")
+def audit_key(config: ConfigOption = None) -> None:
+    """Print this node's public key (hex); the key is created on first use, 0600 in the data dir."""
+    from bzzz_console.cli import _errors, _settings
+    from bzzz_console.nodekey import load_or_create_node_key, public_key_hex
+
+    with _errors():
+        typer.echo(public_key_hex(load_or_create_node_key(_settings(config, None))))
+
+
+def db_prune(
+    older_than: Annotated[
+        int,
+        typer.Option("--older-than", metavar="DAYS", help="Prune what is older than this many days (>= 1)."),
+    ],
+    yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")] = False,
+    as_json: JsonOption = False,
+    db: DbOption = None,
+    config: ConfigOption = None,
+) -> None:
+    """Delete threads closed more than DAYS ago (with their messages, participants, decisions, finished
+    escalations and tasks) and token usage older than DAYS. Open, stalled and waiting threads, open
+    escalations, agents' memory and the audit trail are kept: audit entries are never pruned, so the chain
+    stays verifiable."""
+    from bzzz_console.cli import _errors, _fail, _store
+    from bzzz_console.store.retention import prune
+
+    if older_than < 1:
+        _fail(f"--older-than must be at least 1 day (got {older_than})", 2)
+    with _errors():
+        store = _store(config, db)
+        try:
+            if not yes:
+                preview = prune(store, older_than, dry_run=True)
+                if not preview.total:
+                    typer.echo(f"nothing older than {older_than} days to prune", err=True)
+                else:
+                    typer.echo(f"would delete {_counts(preview.deleted)}", err=True)
+                    if not sys.stdin.isatty():
+                        _fail("not a terminal: pass --yes to prune without asking")
+                    if not typer.confirm("prune?", default=False, err=True):
+                        raise typer.Exit(1)
+            report = prune(store, older_than)
+        finally:
+            store.close()
+        if as_json:
+            sys.stdout.write(json.dumps(report.to_dict(), indent=2) + "\n")
+            return
+        typer.echo(
+            f"deleted {_counts(report.deleted)} (older than {older_than} days, before "
+            f"{report.cutoff.isoformat(timespec='seconds')})"
+        )
+        kept = report.kept
+        typer.echo(
+            f"kept {kept['open_threads']} open threads, {kept['open_escalations']} open escalations and the "
+            f"audit trail ({kept['audit_entries']} entries)"
+        )
+
+
+def _cut(text: str, width: int) -> str:
+    return text if len(text) <= width else text[: width - 1] + "…"
+
+
+def _counts(deleted: dict[str, int]) -> str:
+    return ", ".join(f"{n} {name.replace('_', ' ')}" for name, n in deleted.items())

@@ -1,0 +1,717 @@
+"""The audit trail end to end: a real demo run writes a signed hash chain, ``audit verify`` (a real process)
+accepts it and names the first bad entry of every kind of tampering; the node key; ``db prune``."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import shutil
+import sqlite3
+import stat
+import subprocess
+import sys
+import threading
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from typer.testing import CliRunner
+
+from bzzz_console.audit import (
+    GENESIS,
+    AuditWriter,
+    Draft,
+    append_entries,
+    append_entry,
+    entry_hash,
+    read_entries,
+    sign,
+    verify,
+)
+from bzzz_console.config import Settings
+from bzzz_console.domain import events as ev
+from bzzz_console.nodekey import (
+    NodeKeyError,
+    load_node_key,
+    load_or_create_node_key,
+    node_key_path,
+    public_key_hex,
+)
+from bzzz_console.runtime.demo import DEMO_TASKS
+from bzzz_console.runtime.runtime import Runtime
+from bzzz_console.store.repo import Store
+from bzzz_console.store.retention import prune
+
+BIN = Path(sys.executable).with_name("bzzz-console")
+CMD_TIMEOUT = 60
+
+
+def cli_env(root: Path) -> dict[str, str]:
+    """The parent environment minus the developer's settings, with XDG data and config dirs under ``root``."""
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not (k.startswith("BZZZ_") and not k.startswith("BZZZ_TEST_")) and k != "OPENAI_API_KEY"
+    }
+    for var, folder in (("XDG_DATA_HOME", "xdg-data"), ("XDG_CONFIG_HOME", "xdg-config")):
+        (root / folder).mkdir(parents=True, exist_ok=True)
+        env[var] = str(root / folder)
+    env["PYTHON_KEYRING_BACKEND"] = "keyring.backends.null.Keyring"
+    env["COLUMNS"] = "200"
+    env["NO_COLOR"] = "1"
+    return env
+
+
+@dataclass(frozen=True)
+class Demo:
+    root: Path
+    db: Path
+    data_dir: Path
+    env: dict[str, str]
+    public_key: str
+    entries: int
+    kinds: dict[str, int]
+    runs: list[int]
+
+
+def sqlite_copy(src: Path, dst: Path) -> Path:
+    """A consistent copy of a SQLite database (WAL included)."""
+    with sqlite3.connect(src) as source, sqlite3.connect(dst) as target:
+        source.backup(target)
+    source.close()
+    target.close()
+    return dst
+
+
+def demo_settings(db: Path) -> Settings:
+    return Settings.model_validate(
+        {
+            "store": {"url": f"sqlite:///{db}"},
+            "demo": {"latency_ms": 0, "seed": 7},
+            "runtime": {"poll_interval_s": 0.05},
+        }
+    )
+
+
+async def demo_run(settings: Settings) -> int:
+    """One demo run: the three demo tasks, until no agent can make progress; the entries it appended."""
+    rt = Runtime(settings, force_demo=True)
+    async with rt:
+        for task in DEMO_TASKS:
+            rt.store.add_task(
+                title=task["title"],
+                description=task["description"],
+                roles=task["roles"],
+                priority=task["priority"],
+                project="default",
+            )
+        rt.capacity_changed()
+        await asyncio.wait_for(rt.wait_idle(), 30)
+    assert rt.audit is not None
+    return rt.audit.appended
+
+
+@pytest.fixture(scope="module")
+def demo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Demo]:
+    """Two demo runs (a restart in between) on one database; the data dir is the XDG one a CLI would use."""
+    root = tmp_path_factory.mktemp("audit")
+    env = cli_env(root)
+    db = root / "bzzz.db"
+    with pytest.MonkeyPatch.context() as mp:
+        for name in [n for n in os.environ if n.startswith("BZZZ_") and not n.startswith("BZZZ_TEST_")]:
+            mp.delenv(name)
+        mp.setenv("XDG_DATA_HOME", env["XDG_DATA_HOME"])
+        mp.setenv("XDG_CONFIG_HOME", env["XDG_CONFIG_HOME"])
+        settings = demo_settings(db)
+        data_dir = settings.resolved_data_dir()
+        assert data_dir.is_relative_to(root)  # the node key lands where the CLI will look for it
+        runs = [asyncio.run(demo_run(settings)), asyncio.run(demo_run(settings))]
+        key = load_node_key(settings)
+    assert key is not None
+    store = Store.open(f"sqlite:///{db}")
+    try:
+        entries = read_entries(store)
+    finally:
+        store.close()
+    kinds: dict[str, int] = {}
+    for e in entries:
+        kinds[e.type] = kinds.get(e.type, 0) + 1
+    yield Demo(root, db, data_dir, env, public_key_hex(key), len(entries), kinds, runs)
+
+
+def audit_verify(demo: Demo, db: Path, *extra: str) -> subprocess.CompletedProcess[str]:
+    """``bzzz-console audit verify`` as a real process, finding the node key through the XDG data dir."""
+    return subprocess.run(
+        [str(BIN), "audit", "verify", "--db", f"sqlite:///{db}", *extra],
+        env=demo.env,
+        capture_output=True,
+        text=True,
+        timeout=CMD_TIMEOUT,
+        check=False,
+    )
+
+
+def audit_verify_in_process(demo: Demo, db: Path, *extra: str) -> subprocess.CompletedProcess[str]:
+    """The same command through typer's runner (a process start costs ~2 s on a loaded CI machine)."""
+    from bzzz_console.cli import app
+
+    env = {k: demo.env[k] for k in ("XDG_DATA_HOME", "XDG_CONFIG_HOME")}
+    done = CliRunner().invoke(app, ["audit", "verify", "--db", f"sqlite:///{db}", *extra], env=env)
+    if done.exception is not None and not isinstance(done.exception, SystemExit):
+        raise done.exception
+    return subprocess.CompletedProcess([], done.exit_code, done.stdout, done.stderr)
+
+
+# -- the trail of a demo run -------------------------------------------------------------------------------
+def test_demo_runs_write_one_signed_chain(demo: Demo) -> None:
+    assert demo.runs[0] > 20 and demo.runs[1] > 0
+    assert demo.entries == sum(demo.runs)  # the restart continued the same chain
+    for kind in ("agent_state_changed", "tool_called", "task_added", "consensus_reached", "decision_logged"):
+        assert demo.kinds.get(kind), (kind, demo.kinds)
+    assert demo.kinds["escalation_raised"] >= 1
+    assert "message_posted" not in demo.kinds and "llm_called" not in demo.kinds
+    store = Store.open(f"sqlite:///{demo.db}")
+    try:
+        entries = read_entries(store)
+        result = verify(store, demo.public_key)
+    finally:
+        store.close()
+    assert [e.idx for e in entries] == list(range(demo.entries))
+    assert entries[0].prev_hash == GENESIS
+    assert all(e.data["signer"] == demo.public_key for e in entries)
+    assert all("at" not in e.data and "kind" not in e.data for e in entries)
+    state = next(e for e in entries if e.type == "agent_state_changed")
+    assert state.author == state.data["agent_id"]
+    assert result.ok and result.checked == demo.entries, result
+    assert result.signers == {demo.public_key: demo.entries}
+
+
+def test_audit_verify_accepts_the_intact_trail(demo: Demo) -> None:
+    done = audit_verify(demo, demo.db)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines() == [f"intact: {demo.entries} entries"]  # signed by this node only
+    done = audit_verify_in_process(demo, demo.db, "--json", "--key", demo.public_key)
+    assert done.returncode == 0, done.stderr
+    report = json.loads(done.stdout)
+    assert (report["ok"], report["checked"], report["first_bad_index"]) == (True, demo.entries, None)
+    assert report["node_key"] == demo.public_key
+
+
+# -- tampering -----------------------------------------------------------------------------------------------
+def rows(conn: sqlite3.Connection) -> list[tuple[Any, ...]]:
+    return conn.execute(
+        "SELECT idx, at, author, type, data, hash, prev_hash, signature FROM audit ORDER BY idx"
+    ).fetchall()
+
+
+def forged(
+    key: Ed25519PrivateKey, idx: int, prev_hash: str, signer: str, template: tuple[Any, ...]
+) -> tuple[Any, ...]:
+    """A well-formed entry (its hash right) signed by ``key``, whatever ``signer`` claims."""
+    at = datetime.fromisoformat(template[1]).replace(tzinfo=UTC)
+    data = {**json.loads(template[4]), "signer": signer, "note": "forged"}
+    digest = entry_hash(idx, at, template[2], template[3], data, prev_hash)
+    return (
+        idx,
+        template[1],
+        template[2],
+        template[3],
+        json.dumps(data),
+        digest,
+        prev_hash,
+        sign(key, digest),
+    )
+
+
+def insert(conn: sqlite3.Connection, row: tuple[Any, ...]) -> None:
+    conn.execute(
+        "INSERT INTO audit (idx, at, author, type, data, hash, prev_hash, signature) VALUES (?,?,?,?,?,?,?,?)",
+        row,
+    )
+
+
+def modify_data(conn: sqlite3.Connection, k: int) -> None:
+    data = json.loads(conn.execute("SELECT data FROM audit WHERE idx = ?", (k,)).fetchone()[0])
+    data["reason"] = "nothing to see here"
+    conn.execute("UPDATE audit SET data = ? WHERE idx = ?", (json.dumps(data), k))
+
+
+def delete_row(conn: sqlite3.Connection, k: int) -> None:
+    conn.execute("DELETE FROM audit WHERE idx = ?", (k,))
+
+
+def insert_middle(conn: sqlite3.Connection, k: int) -> None:
+    """Make room at k (renumber the rest) and put a forged entry there that links to k - 1."""
+    all_rows = rows(conn)
+    conn.execute("UPDATE audit SET idx = -idx - 1 WHERE idx >= ?", (k,))
+    conn.execute("UPDATE audit SET idx = -idx WHERE idx < 0")
+    attacker = Ed25519PrivateKey.generate()
+    insert(conn, forged(attacker, k, all_rows[k - 1][5], public_key_hex(attacker), all_rows[k]))
+
+
+def append_forged_in_node_name(conn: sqlite3.Connection, demo: Demo) -> None:
+    last = rows(conn)[-1]
+    insert(conn, forged(Ed25519PrivateKey.generate(), last[0] + 1, last[5], demo.public_key, last))
+
+
+def append_forged_own_signer(conn: sqlite3.Connection) -> None:
+    last = rows(conn)[-1]
+    attacker = Ed25519PrivateKey.generate()
+    insert(conn, forged(attacker, last[0] + 1, last[5], public_key_hex(attacker), last))
+
+
+def swap_data(conn: sqlite3.Connection, j: int, k: int) -> None:
+    a = conn.execute("SELECT data FROM audit WHERE idx = ?", (j,)).fetchone()[0]
+    b = conn.execute("SELECT data FROM audit WHERE idx = ?", (k,)).fetchone()[0]
+    conn.execute("UPDATE audit SET data = ? WHERE idx = ?", (b, j))
+    conn.execute("UPDATE audit SET data = ? WHERE idx = ?", (a, k))
+
+
+def resign(conn: sqlite3.Connection, k: int) -> None:
+    digest = conn.execute("SELECT hash FROM audit WHERE idx = ?", (k,)).fetchone()[0]
+    conn.execute(
+        "UPDATE audit SET signature = ? WHERE idx = ?", (sign(Ed25519PrivateKey.generate(), digest), k)
+    )
+
+
+def rehash_and_resign(conn: sqlite3.Connection, k: int) -> None:
+    """Modify an entry and make it self-consistent again (new hash, signed by another key, signer unchanged)."""
+    row = rows(conn)[k]
+    data = {**json.loads(row[4]), "reason": "rewritten"}
+    at = datetime.fromisoformat(row[1]).replace(tzinfo=UTC)
+    digest = entry_hash(k, at, row[2], row[3], data, row[6])
+    conn.execute(
+        "UPDATE audit SET data = ?, hash = ?, signature = ? WHERE idx = ?",
+        (json.dumps(data), digest, sign(Ed25519PrivateKey.generate(), digest), k),
+    )
+
+
+def test_audit_verify_names_the_first_bad_entry(demo: Demo, tmp_path: Path) -> None:
+    n = demo.entries
+    mid = n // 2
+    # the kinds of tampering the issue names run the real command; variants run it in-process
+    cases: dict[str, tuple[Callable[[sqlite3.Connection], None], tuple[str, ...], str, bool]] = {
+        "modified": (lambda c: modify_data(c, mid), (), f"entry #{mid}: modified", True),
+        "deleted": (lambda c: delete_row(c, mid), (), f"entry #{mid}: missing", True),
+        "inserted": (lambda c: insert_middle(c, mid), (), f"entry #{mid}: inserted", True),
+        "swapped": (lambda c: swap_data(c, mid - 3, mid + 2), (), f"entry #{mid - 3}: modified", True),
+        "re-signed": (lambda c: resign(c, mid), (), f"entry #{mid}: bad signature", True),
+        "deleted first": (lambda c: delete_row(c, 0), (), "entry #0: missing", False),
+        "forged in the node's name": (
+            lambda c: append_forged_in_node_name(c, demo),
+            (),
+            f"entry #{n}: bad signature",
+            False,
+        ),
+        "forged, own key, pinned": (
+            append_forged_own_signer,
+            ("--key", demo.public_key),
+            f"entry #{n}: bad signature",
+            False,
+        ),
+        "re-hashed and re-signed": (
+            lambda c: rehash_and_resign(c, mid),
+            (),
+            f"entry #{mid}: modified",
+            False,
+        ),
+    }
+    dbs: dict[str, Path] = {}
+    for i, (name, (tamper, *_)) in enumerate(cases.items()):
+        db = sqlite_copy(demo.db, tmp_path / f"case{i}.db")
+        with sqlite3.connect(db) as conn:
+            tamper(conn)
+        conn.close()
+        dbs[name] = db
+    real = [name for name, case in cases.items() if case[3]]
+    with ThreadPoolExecutor(max_workers=3) as pool:
+        done = dict(
+            zip(
+                real, pool.map(lambda name: audit_verify(demo, dbs[name], *cases[name][1]), real), strict=True
+            )
+        )
+    for name, case in cases.items():
+        if name not in done:
+            done[name] = audit_verify_in_process(demo, dbs[name], *case[1])
+    for name, (_, _, expected, _) in cases.items():
+        result = done[name]
+        assert result.returncode == 1, (name, result.stdout, result.stderr)
+        assert result.stdout.startswith(expected + " ("), (name, result.stdout)
+        assert "Traceback" not in result.stderr, (name, result.stderr)
+
+
+def test_a_foreign_signer_verifies_but_is_named(demo: Demo, tmp_path: Path) -> None:
+    """A trail written by several nodes verifies entry by entry; the output names every signer (pin with --key)."""
+    db = sqlite_copy(demo.db, tmp_path / "shared.db")
+    with sqlite3.connect(db) as conn:
+        append_forged_own_signer(conn)
+    conn.close()
+    done = audit_verify_in_process(demo, db)
+    assert done.returncode == 0, done.stderr
+    first, second = done.stdout.splitlines()
+    assert first == f"intact: {demo.entries + 1} entries"
+    assert f"{demo.public_key[:16]}… (this node) {demo.entries}" in second
+    assert second.endswith(" 1")
+
+
+def test_verify_in_process_reports_what_and_where(demo: Demo, tmp_path: Path) -> None:
+    db = sqlite_copy(demo.db, tmp_path / "garbled.db")
+    with sqlite3.connect(db) as conn:
+        conn.execute("UPDATE audit SET data = '{not json' WHERE idx = 3")
+        conn.execute("UPDATE audit SET at = 'yesterday' WHERE idx = 7")
+    conn.close()
+    store = Store.open(f"sqlite:///{db}")
+    try:
+        result = verify(store, demo.public_key)
+    finally:
+        store.close()
+    assert (result.ok, result.first_bad_index, result.reason, result.checked) == (False, 3, "modified", 3)
+    assert result.message().startswith("entry #3: modified (")
+
+
+# -- writers -------------------------------------------------------------------------------------------------
+def test_racing_writers_keep_one_chain(store_url: str) -> None:
+    """Two stores (two processes' worth of connections) append at once: the primary key decides, the loser
+    re-chains on the new tail, and the trail stays one verifiable chain."""
+    url = store_url
+    keys = [Ed25519PrivateKey.generate(), Ed25519PrivateKey.generate()]
+    stores = [Store.open(url), Store.open(url)]
+    start = threading.Barrier(2)
+
+    def write(i: int) -> None:
+        start.wait()
+        for n in range(40):
+            drafts = [
+                Draft(
+                    datetime.now(UTC),
+                    f"writer-{i}",
+                    "test",
+                    {"n": n, "k": k, "signer": public_key_hex(keys[i])},
+                )
+                for k in range(3)
+            ]
+            append_entries(stores[i], keys[i], drafts)
+
+    try:
+        threads = [threading.Thread(target=write, args=(i,)) for i in range(2)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(30)
+        result = verify(stores[0])
+        entries = read_entries(stores[0])
+    finally:
+        for s in stores:
+            s.close()
+    assert result.ok, result
+    assert result.checked == len(entries) == 240
+    assert set(result.signers) == {public_key_hex(k) for k in keys}
+    batches = [tuple(e.data["k"] for e in entries[i : i + 3]) for i in range(0, 240, 3)]
+    assert all(b == (0, 1, 2) for b in batches)  # a batch is one transaction: never interleaved
+
+
+def test_entries_round_trip_on_both_backends(store: Store) -> None:
+    key = Ed25519PrivateKey.generate()
+    awkward = {
+        "text": 'üñí€ \u2028 "quoted"',
+        "tuple": (1, 2.5, None, True),
+        "nan": float("nan"),
+        "when": datetime(2024, 5, 6, 7, 8, 9, 123456, tzinfo=UTC),
+        "nested": {"b": 1, "a": [{"z": 0}]},
+        "lone": "\ud800",
+    }
+    first = append_entry(store, key, author="operator", type="note", data=awkward)
+    append_entry(
+        store, key, author="operator", type="note", data={"n": 2}, at=datetime(2024, 1, 1, tzinfo=UTC)
+    )
+    assert first.idx == 0 and first.prev_hash == GENESIS
+    assert verify(store, key).ok
+    assert verify(store, pinned=[public_key_hex(key)]).checked == 2
+    other = Ed25519PrivateKey.generate()
+    pinned_other = verify(store, pinned=[public_key_hex(other)])
+    assert (pinned_other.ok, pinned_other.first_bad_index, pinned_other.reason) == (False, 0, "bad signature")
+
+
+async def test_writer_records_audited_events_only(tmp_path: Path) -> None:
+    """The writer alone on a bus: the kinds it records, who it names as author, and a drain on stop."""
+
+    class FakeRuntime:
+        def __init__(self) -> None:
+            from bzzz_console.runtime.bus import EventBus
+
+            self.settings = Settings.model_validate({"data_dir": str(tmp_path / "data")})
+            self.bus = EventBus()
+            self.node_id = "node-a"
+            self.store = Store.open(f"sqlite:///{tmp_path / 'w.db'}")
+            self.errors: list[ev.Event] = []
+
+        def publish(self, event: ev.Event) -> None:
+            self.errors.append(event)
+
+    rt = FakeRuntime()
+    writer = AuditWriter(rt)  # type: ignore[arg-type]
+    writer.start()
+    rt.bus.publish(
+        ev.MessagePosted(
+            thread_id="t", message_id="t#1", seq=1, author="a", role="r", message_type="comment", content="x"
+        )
+    )
+    rt.bus.publish(
+        ev.EscalationAnswered(
+            escalation_id="e", thread_id="t", agent_id="a-1", decision="approve", by="alice"
+        )
+    )
+    rt.bus.publish(ev.EscalationExpired(escalation_id="e2", thread_id="t", default_action="hold"))
+    rt.bus.publish(ev.DecisionLogged(thread_id="t", decision_id="d", summary="s", made_by="architect-1"))
+    rt.bus.publish(ev.LLMFailed(agent_id="reviewer-2", thread_id=None, error="boom"))
+    rt.bus.publish(ev.BudgetWarning(scope="global", key="*", share=0.8, spent_usd=4.0, limit_usd=5.0))
+    rt.bus.close()
+    await writer.stop()
+    entries = read_entries(rt.store)
+    rt.store.close()
+    assert [(e.type, e.author) for e in entries] == [
+        ("escalation_answered", "alice"),
+        ("escalation_expired", "system"),
+        ("decision_logged", "architect-1"),
+        ("llm_failed", "reviewer-2"),
+        ("budget_warning", "system"),
+    ]
+    assert entries[0].data["decision"] == "approve" and entries[0].data["node"] == "node-a"
+    assert writer.appended == 5 and not rt.errors
+
+
+# -- the node key -------------------------------------------------------------------------------------------
+def test_node_key_is_created_once_private_and_stable(tmp_path: Path) -> None:
+    settings = Settings.model_validate({"data_dir": str(tmp_path / "data")})
+    assert load_node_key(settings) is None
+    first = load_or_create_node_key(settings)
+    path = node_key_path(settings)
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    assert stat.S_IMODE(path.parent.stat().st_mode) == 0o700
+    assert len(path.read_bytes()) == 32
+    again = load_or_create_node_key(settings)
+    loaded = load_node_key(settings)
+    assert loaded is not None
+    assert public_key_hex(first) == public_key_hex(again) == public_key_hex(loaded)
+
+
+def test_node_key_created_by_racing_processes_is_one_key(tmp_path: Path) -> None:
+    settings = Settings.model_validate({"data_dir": str(tmp_path / "data")})
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        keys = list(pool.map(lambda _: public_key_hex(load_or_create_node_key(settings)), range(16)))
+    assert len(set(keys)) == 1
+    assert [p.name for p in (tmp_path / "data").iterdir()] == ["node.key"]  # no temporary file left behind
+
+
+def test_node_key_readable_by_others_is_refused(tmp_path: Path) -> None:
+    settings = Settings.model_validate({"data_dir": str(tmp_path / "data")})
+    load_or_create_node_key(settings)
+    path = node_key_path(settings)
+    path.chmod(0o644)
+    with pytest.raises(NodeKeyError, match="accessible by group or others") as caught:
+        load_or_create_node_key(settings)
+    assert str(path) in str(caught.value) and "0644" in str(caught.value)
+    assert stat.S_IMODE(path.stat().st_mode) == 0o644  # refused, not silently "fixed"
+
+
+def test_corrupt_node_key_is_named(tmp_path: Path) -> None:
+    settings = Settings.model_validate({"data_dir": str(tmp_path / "data")})
+    path = node_key_path(settings)
+    path.parent.mkdir(mode=0o700)
+    path.write_bytes(b"not a key")
+    path.chmod(0o600)
+    with pytest.raises(NodeKeyError, match="corrupt") as caught:
+        load_or_create_node_key(settings)
+    assert str(path) in str(caught.value)
+
+
+def test_cli_reports_a_bad_node_key_in_one_line(tmp_path: Path) -> None:
+    from bzzz_console.cli import app
+
+    settings = Settings()  # the XDG data dir of this test (conftest)
+    load_or_create_node_key(settings)
+    node_key_path(settings).chmod(0o640)
+    done = CliRunner().invoke(app, ["audit", "key"])
+    assert done.exit_code == 2
+    assert "accessible by group or others" in done.output and "Traceback" not in done.output
+
+
+# -- escalations answered from the CLI -------------------------------------------------------------------------
+def test_cli_decision_is_audited(demo: Demo, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from bzzz_console.cli import app
+
+    db = sqlite_copy(demo.db, tmp_path / "answer.db")
+    shutil.copytree(demo.data_dir, Settings().resolved_data_dir(), dirs_exist_ok=True)
+    url = f"sqlite:///{db}"
+    store = Store.open(url)
+    waiting = store.escalations("open")[0]
+    store.close()
+    done = CliRunner().invoke(
+        app, ["escalations", "answer", waiting.id, "--approve", "--note", "ok", "--db", url]
+    )
+    assert done.exit_code == 0, done.output
+    store = Store.open(url)
+    try:
+        last = read_entries(store, last=1)[0]
+        result = verify(store, demo.public_key, pinned=[demo.public_key])
+    finally:
+        store.close()
+    assert (last.idx, last.type, last.author) == (demo.entries, "escalation_decided", "operator")
+    assert last.data["escalation_id"] == waiting.id and last.data["decision"]["kind"] == "approve"
+    assert result.ok and result.checked == demo.entries + 1
+
+
+# -- retention ---------------------------------------------------------------------------------------------
+def age(conn: sqlite3.Connection, days: int) -> None:
+    """Move every closed thread and all token usage ``days`` into the past (as SQLAlchemy writes times)."""
+    then = (datetime.now(UTC) - timedelta(days=days)).strftime("%Y-%m-%d %H:%M:%S.%f")
+    conn.execute("UPDATE threads SET closed_at = ?, last_activity = ? WHERE status = 'closed'", (then, then))
+    conn.execute("UPDATE threads SET last_activity = ? WHERE status != 'closed'", (then,))
+    conn.execute("UPDATE token_usage SET at = ?", (then,))
+
+
+def test_db_prune_keeps_what_is_in_play_and_the_trail(demo: Demo, tmp_path: Path) -> None:
+    db = sqlite_copy(demo.db, tmp_path / "prune.db")
+    url = f"sqlite:///{db}"
+    with sqlite3.connect(db) as conn:
+        age(conn, 40)
+        # a thread closed yesterday stays, and so does its usage
+        recent = conn.execute(
+            "SELECT id FROM threads WHERE status = 'closed' ORDER BY id LIMIT 1"
+        ).fetchone()[0]
+        yesterday = (datetime.now(UTC) - timedelta(days=1)).strftime("%Y-%m-%d %H:%M:%S.%f")
+        conn.execute("UPDATE threads SET closed_at = ? WHERE id = ?", (yesterday, recent))
+        conn.execute("UPDATE token_usage SET at = ? WHERE thread_id = ?", (yesterday, recent))
+        before = {
+            t: conn.execute(f"SELECT count(*) FROM {t}").fetchone()[0]
+            for t in ("threads", "messages", "token_usage", "audit", "escalations")
+        }
+        closed = conn.execute("SELECT count(*) FROM threads WHERE status = 'closed'").fetchone()[0]
+        recent_usage = conn.execute(
+            "SELECT count(*) FROM token_usage WHERE thread_id = ?", (recent,)
+        ).fetchone()[0]
+        open_usage = conn.execute(
+            "SELECT count(*) FROM token_usage WHERE thread_id IN (SELECT id FROM threads WHERE status != 'closed')"
+        ).fetchone()[0]
+    conn.close()
+    assert closed >= 2 and open_usage > 0
+    runner = CliRunner()
+    from bzzz_console.cli import app
+
+    for bad in ("0", "-3"):
+        refused = runner.invoke(app, ["db", "prune", "--older-than", bad, "--yes", "--db", url])
+        assert refused.exit_code == 2 and "at least 1 day" in refused.output, refused.output
+    help_text = runner.invoke(app, ["db", "prune", "--help"], env={"COLUMNS": "200"}).output
+    assert "audit" in help_text and "never pruned" in help_text
+    done = runner.invoke(app, ["db", "prune", "--older-than", "30", "--yes", "--db", url])
+    assert done.exit_code == 0, done.output
+    assert f"deleted {closed - 1} threads" in done.output
+    assert f"audit trail ({demo.entries} entries)" in done.output
+    with sqlite3.connect(db) as conn:
+        after = {t: conn.execute(f"SELECT count(*) FROM {t}").fetchone()[0] for t in before}
+        statuses = [r[0] for r in conn.execute("SELECT status FROM threads ORDER BY status")]
+        usage_threads = {r[0] for r in conn.execute("SELECT DISTINCT thread_id FROM token_usage")}
+        open_escalations = conn.execute("SELECT count(*) FROM escalations WHERE state = 'open'").fetchone()[0]
+        orphans = conn.execute(
+            "SELECT count(*) FROM messages WHERE thread_id NOT IN (SELECT id FROM threads)"
+        ).fetchone()[0]
+    conn.close()
+    assert after["threads"] == before["threads"] - (closed - 1)
+    assert statuses.count("closed") == 1 and len(statuses) == before["threads"] - closed + 1
+    assert after["messages"] < before["messages"] and orphans == 0
+    assert after["token_usage"] == open_usage + recent_usage  # old usage of closed threads (and none) is gone
+    assert recent in usage_threads
+    assert open_escalations >= 1 and after["escalations"] >= 1
+    assert after["audit"] == before["audit"]
+    verified = audit_verify_in_process(demo, db)
+    assert verified.returncode == 0 and verified.stdout.startswith(f"intact: {demo.entries} entries"), (
+        verified.stdout
+    )
+    # nothing left to prune: a second run deletes nothing
+    again = runner.invoke(app, ["db", "prune", "--older-than", "30", "--yes", "--db", url])
+    assert again.exit_code == 0 and "deleted 0 threads" in again.output
+
+
+def test_prune_dry_run_counts_without_deleting(demo: Demo, tmp_path: Path) -> None:
+    db = sqlite_copy(demo.db, tmp_path / "dry.db")
+    with sqlite3.connect(db) as conn:
+        age(conn, 10)
+    conn.close()
+    store = Store.open(f"sqlite:///{db}")
+    try:
+        preview = prune(store, 5, dry_run=True)
+        nothing = prune(store, 30)
+        done = prune(store, 5)
+        with pytest.raises(ValueError, match="at least 1"):
+            prune(store, 0)
+    finally:
+        store.close()
+    assert nothing.total == 0
+    assert (
+        preview.deleted == done.deleted and done.deleted["threads"] >= 2 and done.deleted["token_usage"] > 0
+    )
+
+
+def test_prune_on_both_backends(store: Store) -> None:
+    from bzzz_console.store.tables import (
+        DecisionRow,
+        EscalationRow,
+        MessageRow,
+        ParticipantRow,
+        TaskRow,
+        ThreadRow,
+        TokenUsageRow,
+    )
+
+    old = datetime.now(UTC) - timedelta(days=40)
+    key = Ed25519PrivateKey.generate()
+    append_entry(store, key, author="operator", type="note", data={"n": 1}, at=old)
+    with store.session() as s:
+        for tid, status, closed in (
+            ("t-old", "closed", old),
+            ("t-held", "closed", old),
+            ("t-open", "active", None),
+        ):
+            s.add(
+                ThreadRow(id=tid, project="p", topic=tid, status=status, closed_at=closed, last_activity=old)
+            )
+            s.add(ParticipantRow(thread_id=tid, agent_id="a-1", role="architect"))
+            s.add(
+                MessageRow(
+                    id=f"{tid}#1", thread_id=tid, seq=1, author="a-1", role="r", type="comment", content="x"
+                )
+            )
+            s.add(TokenUsageRow(at=old, agent_id="a-1", thread_id=tid, model="m"))
+        s.add(TaskRow(id="task-old", project="p", title="t", status="done", thread_id="t-old"))
+        s.add(DecisionRow(id="d-old", kind="consensus", thread_id="t-old", summary="s", made_by="a-1"))
+        s.add(
+            EscalationRow(
+                id="e-done", thread_id="t-old", rule="r", reason="x", state="answered", applied=True
+            )
+        )
+        s.add(DecisionRow(id="d-esc", kind="operator", escalation_id="e-done", summary="s", made_by="op"))
+        s.add(EscalationRow(id="e-open", thread_id="t-held", rule="r", reason="x", state="open"))
+        s.add(TokenUsageRow(at=old, agent_id="a-1", model="m"))
+        s.add(TokenUsageRow(agent_id="a-1", model="m"))
+        s.commit()
+    report = prune(store, 30)
+    assert report.deleted == {
+        "threads": 1,
+        "messages": 1,
+        "participants": 1,
+        "decisions": 2,
+        "escalations": 1,
+        "tasks": 1,
+        "budgets": 0,
+        "token_usage": 3,  # t-old's, t-held's (closed) and the thread-less old one; t-open's and today's stay
+    }
+    assert report.kept == {"open_threads": 1, "open_escalations": 1, "audit_entries": 1}
+    assert sorted(t.id for t in store.threads()) == ["t-held", "t-open"]
+    assert len(store.usage()) == 2
+    assert verify(store, key).ok
