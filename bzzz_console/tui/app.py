@@ -112,7 +112,7 @@ class BzzzApp(App[int]):
             self._mcp = None
             self.notify(f"MCP over HTTP is off: {exc}", severity="error", timeout=15)
 
-    async def _shutdown(self) -> None:
+    async def _stop_runtime(self) -> None:
         if self._mcp is not None:
             mcp, self._mcp = self._mcp, None
             await mcp.stop()
@@ -120,21 +120,21 @@ class BzzzApp(App[int]):
             self._boot.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await self._boot
+        if self._pump is not None:  # first: the events of the shutdown have no screen left to land on
+            self._pump.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._pump
         if self.rt is not None:
             rt, self.rt = self.rt, None
             with contextlib.suppress(Exception):
                 await rt.close("console closed")
-        if self._pump is not None:
-            self._pump.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._pump
 
     async def action_quit(self) -> None:
-        await self._shutdown()
+        await self._stop_runtime()
         self.exit(0)
 
     async def on_unmount(self) -> None:
-        await self._shutdown()
+        await self._stop_runtime()
 
     # -- events → panes -----------------------------------------------------------------------------------
     async def _drain(self, events: Subscription) -> None:
@@ -167,7 +167,11 @@ class BzzzApp(App[int]):
             self.notify(event.message[:300], title=event.where, severity="error")
 
     def _refresh(self, touched: set[str]) -> None:
+        if not self.is_running or not self.screen_stack:  # shutting down: the screens are going away
+            return
         screen = self.screen
+        if not screen.is_mounted:  # pushed but not composed yet: its on_mount draws the current picture
+            return
         if isinstance(screen, DashboardScreen):
             screen.refresh_panes(touched)
             return
@@ -182,6 +186,8 @@ class BzzzApp(App[int]):
             screen.refresh_escalation()
 
     def _tick(self) -> None:
+        if not self.is_running or not self.screen_stack or not self.screen.is_mounted:
+            return
         tick = getattr(self.screen, "tick", None)
         if tick is not None:
             tick()
