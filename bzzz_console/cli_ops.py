@@ -93,7 +93,7 @@ def escalations_show(
         lines += [f"  {line}" for line in row.context.get("excerpt", [])]
         for budget in row.context.get("spend", []):
             lines.append(
-                f"spend {budget['scope']} {budget['key']}: ${budget['spent_usd']:.4f} of ${budget['limit_usd']:.2f}"
+                f"spend {budget['scope']} {budget['key']}: ${budget['spent_usd']:.4f} of {_limit(budget['limit_usd'])}"
             )
         if row.context.get("options"):
             lines.append("options: " + ", ".join(row.context["options"]))
@@ -215,6 +215,12 @@ def _audit_decision(settings: Any, store: Any, row: Any, who: str) -> None:
         typer.echo(
             f"bzzz-console: warning: the decision is recorded, but not in the audit trail: {exc}", err=True
         )
+
+
+def _limit(value: float) -> str:
+    from bzzz_console.runtime.memory import usd
+
+    return usd(value)
 
 
 def _usd(value: float | None) -> str:
@@ -388,7 +394,7 @@ def _print_status(report: dict[str, Any]) -> None:
         )
         for budget in spend["budgets_over_80pct"]:
             lines.append(
-                f"  ⚠ {budget['scope']} {budget['key']}: ${budget['spent_usd']:.4f} of ${budget['limit_usd']:.2f}"
+                f"  ⚠ {budget['scope']} {budget['key']}: ${budget['spent_usd']:.4f} of {_limit(budget['limit_usd'])}"
             )
     lines.append("healthy" if report["healthy"] else "NOT healthy")
     typer.echo("\n".join(lines))

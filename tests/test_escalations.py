@@ -441,14 +441,14 @@ async def test_reassign_to_a_role_hands_the_seat_to_another_agent(tmp_path: Path
         assert n.thread(thread_id).outcome == "consensus"
 
 
-async def test_reassign_to_nobody_free_keeps_the_agent_and_says_so(tmp_path: Path) -> None:
+async def test_reassign_to_nobody_free_is_refused_before_anything_is_recorded(tmp_path: Path) -> None:
     async with node(tmp_path, escalated_script()) as n:
         await n.start_task()
         esc = n.open_escalation()
-        await n.rt.submit(cmd.Reassign(escalation_id=esc.id, to="documentation"))
-        errors = n.of(ev.ErrorRaised)
-        assert any("no free agent 'documentation'" in e.message for e in errors)
-        await n.idle()
+        with pytest.raises(CommandError, match="no free agent 'documentation'"):
+            await n.rt.submit(cmd.Reassign(escalation_id=esc.id, to="documentation"))
+        row = n.rt.store.get_escalation(esc.id)
+        assert row is not None and row.state == "open"  # still waiting: the operator can decide otherwise
         assert [p.agent_id for p in n.rt.store.participants(esc.thread_id)] == ["architect-1", "reviewer-1"]
 
 

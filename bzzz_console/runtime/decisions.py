@@ -108,8 +108,8 @@ def _still_waiting(rt: Runtime, *, agent_id: str | None = None, thread_id: str |
     return rt.store.count_waiting(agent_id=agent_id, thread_id=thread_id) > 0
 
 
-def _reassign(rt: Runtime, thread: ThreadState, agent: Agent, to: str) -> None:
-    conv = rt.conversations
+def replacement_for(rt: Runtime, thread: ThreadState, to: str) -> Agent | None:
+    """The agent that would take a seat: the one named, or the least loaded free agent of the role."""
     replacement = rt.agents.get(to)
     if replacement is None:
         candidates = [
@@ -119,6 +119,14 @@ def _reassign(rt: Runtime, thread: ThreadState, agent: Agent, to: str) -> None:
         ]
         replacement = min(candidates, key=lambda a: (a.load, a.id), default=None)
     if replacement is None or replacement.id in thread.participant_ids or not replacement.can_join:
+        return None
+    return replacement
+
+
+def _reassign(rt: Runtime, thread: ThreadState, agent: Agent, to: str) -> None:
+    conv = rt.conversations
+    replacement = replacement_for(rt, thread, to)
+    if replacement is None:
         rt.publish(
             ev.ErrorRaised(
                 where=f"reassign in {thread.id}",

@@ -18,7 +18,7 @@ from bzzz_console.domain import events as ev
 from bzzz_console.domain.lifecycle import AgentState
 from bzzz_console.domain.threads import MessageType, ThreadStatus, disagreement_count, tally
 from bzzz_console.resources import agents_dir
-from bzzz_console.runtime.memory import excerpt
+from bzzz_console.runtime.memory import excerpt, usd
 from bzzz_console.runtime.model import Agent, ThreadState
 from bzzz_console.runtime.rules import Rule, ThreadFacts, load_rules, matching
 from bzzz_console.store.repo import new_id
@@ -89,7 +89,7 @@ class Escalations:
             state = self.rt.budgets.tightest(subject, thread.id)
             if state is not None:
                 return (
-                    f"{state.scope} budget {state.key} breached: ${state.spent_usd:.4f} of ${state.limit_usd:.2f} "
+                    f"{state.scope} budget {state.key} breached: {usd(state.spent_usd)} of {usd(state.limit_usd)} "
                     f"spent; {subject.id if subject else 'the agent'} is paused with a reserve for a final answer"
                 )
         if "error_rate" in kinds:

@@ -116,6 +116,15 @@ def _decide(rt: Runtime, command: cmd.Decision) -> Any:
             raise CommandError(
                 f"no cheaper model than {agent.model} in optimizer.model_ladder: name the model to switch to"
             )
+    if isinstance(command, cmd.Reassign):
+        from bzzz_console.runtime.decisions import replacement_for
+
+        row = rt.store.get_escalation(command.escalation_id)
+        thread = rt.conversations.threads.get(row.thread_id or "") if row is not None else None
+        if thread is not None and replacement_for(rt, thread, command.to.strip()) is None:
+            raise CommandError(
+                f"no free agent {command.to!r} can take over in {thread.id} (unknown, busy, or already in it)"
+            )
     try:
         return rt.escalations.decide(command)
     except (AlreadyDecided, NotFound) as exc:

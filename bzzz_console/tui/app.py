@@ -106,7 +106,7 @@ class BzzzApp(App[int]):
         self._mcp = HttpServer(self.rt, port, load_or_create_token(self.settings), self.readonly)
         try:
             await self._mcp.start()
-            self.view.status.provider += f" ▸ MCP {self._mcp.url}"
+            self.view.status.mcp = self._mcp.url
             self._refresh({"status"})
         except Exception as exc:  # the console stays useful without MCP: say why it is off
             self._mcp = None
@@ -143,10 +143,13 @@ class BzzzApp(App[int]):
             await asyncio.sleep(window)  # merge whatever else arrives in this window into one repaint
             batch = [first, *events.drain()]
             touched: set[str] = set()
-            for event in batch:
-                touched |= self.view.apply(event)
-                self._notice(event)
-            self._refresh(touched)
+            try:
+                for event in batch:
+                    touched |= self.view.apply(event)
+                    self._notice(event)
+                self._refresh(touched)
+            except Exception as exc:  # one bad repaint must not stop the console from following the fleet
+                self.notify(f"display error: {type(exc).__name__}: {exc}", severity="error")
 
     def _notice(self, event: Any) -> None:
         kind = getattr(event, "kind", "")

@@ -12,6 +12,7 @@ from textual.screen import Screen
 from textual.widgets import Footer, Static
 
 from bzzz_console.domain import commands as cmd
+from bzzz_console.runtime.memory import usd
 from bzzz_console.tui import clock
 from bzzz_console.tui.modals import AskText, Confirm
 from bzzz_console.tui.tables import PRIORITY_STYLE, STATE_STYLE, countdown
@@ -101,7 +102,7 @@ class EscalationScreen(Screen[None]):
         for budget in e.context.get("spend", []):
             ctx.append(
                 f"Budget {budget['scope']} {budget['key']}: ${budget['spent_usd']:.4f} of "
-                f"${budget['limit_usd']:.2f}\n",
+                f"{usd(budget['limit_usd'])}\n",
                 style="yellow" if budget["spent_usd"] >= budget["limit_usd"] else "",
             )
         if e.context.get("options"):

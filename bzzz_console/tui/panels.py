@@ -32,6 +32,8 @@ class StatusLine(Static):
         text.append(f" ▸ node {status.node} ▸ {status.database} ▸ ")
         text.append(status.provider or "starting…", style="bold yellow" if status.demo else "")
         text.append(f" ▸ {status.peers} peers")
+        if status.mcp:
+            text.append(f" ▸ MCP {status.mcp}")
         if status.readonly:
             text.append(" ▸ READ-ONLY", style="bold red")
         waiting = len(view.open_escalations())

@@ -112,6 +112,8 @@ class StatusView:
     peers: int = 0
     readonly: bool = False
     running: bool = False
+    mcp: str = ""
+    """The MCP HTTP endpoint this console serves, if any."""
 
 
 class FleetView:
