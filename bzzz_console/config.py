@@ -233,6 +233,9 @@ def load_settings(path: Path | None = None, environ: Mapping[str, str] | None = 
             raise ConfigError(f"config file {file} is not valid TOML: {exc}") from None
         except (OSError, UnicodeDecodeError) as exc:
             raise ConfigError(f"config file {file} cannot be read: {exc}") from None
+        except (ValueError, RecursionError) as exc:  # an integer too long to read, values nested too deep
+            why = "values nested too deep" if isinstance(exc, RecursionError) else str(exc)
+            raise ConfigError(f"config file {file} is not valid TOML: {why}") from None
         _mark(data, (), f"config file {file}", sources)
     for name, raw in env.items():
         if (
@@ -253,7 +256,7 @@ def _env_value(raw: str) -> Any:
     if stripped[:1] in "[{":
         try:
             return json.loads(stripped)
-        except json.JSONDecodeError:
+        except (ValueError, RecursionError):  # not JSON, nested too deep, or an integer too long to read
             return raw
     return raw
 

@@ -166,7 +166,7 @@ def decode(raw: bytes, *, max_bytes: int = MAX_MESSAGE_BYTES, max_hops: int = MA
         raise WireError("too_large", f"{len(raw)} bytes > {max_bytes}")
     try:
         body = json.loads(raw)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+    except (ValueError, RecursionError) as exc:  # also "[[[…" nested too deep, an integer of 5000 digits
         raise WireError("not_json", str(exc)) from None
     if not isinstance(body, dict):
         raise WireError("schema", "the message is not a JSON object")

@@ -120,22 +120,28 @@ async def _post(rt: Runtime, ctx: ToolContext, args: PostArgs) -> ToolOutcome:
     text, reply_to = message_text(args.content)
     address = parse_address(args.target_address, "target_address")
     thread_id = args.thread_id
+    named_by = "thread_id" if thread_id is not None else None  # the argument that chose the thread, if any
     if address.target is not None:
         kind, ident = address.target
         if kind == "agents":
             return _deliver(rt, author, address, args, text)
         if kind != "threads":
             raise ToolError(f"target_address: a message goes to a thread, an agent or a role, not to /{kind}")
-        thread_id = ident
+        thread_id, named_by = ident, "target_address"
     elif thread_id is None and (address.agent not in (None, "*") or address.role not in (None, "*")):
         return _deliver(rt, author, address, args, text)
     thread_id = thread_id or ctx.thread_id
     if thread_id is None:
         raise ToolError("target_address: names no thread, agent or role, and no thread_id was given")
     ends_turn = thread_id == ctx.thread_id or rt.conversations.is_turn_of(author, thread_id)
-    message = await rt.conversations.post_from_agent(
-        author, thread_id, MessageType(args.message_type), text, reply_to=reply_to, ends_turn=ends_turn
-    )
+    try:
+        message = await rt.conversations.post_from_agent(
+            author, thread_id, MessageType(args.message_type), text, reply_to=reply_to, ends_turn=ends_turn
+        )
+    except ToolError as exc:  # "thread 'x' is not open on this node": say which argument named that thread
+        if named_by is None:
+            raise
+        raise ToolError(f"{named_by}: {exc}") from None
     result = {"status": "posted", "message_id": message.id, "thread_id": thread_id, "seq": message.seq}
     return ToolOutcome(result, ok=True, ends_turn=thread_id == ctx.thread_id)
 
@@ -249,6 +255,8 @@ async def run_tool(
         return ToolOutcome(
             {"error": f"arguments of {name} are not valid JSON: {exc.msg} at column {exc.colno}"}, ok=False
         )
+    except (ValueError, RecursionError) as exc:  # nested too deep, or an integer too long to read
+        return ToolOutcome({"error": f"arguments of {name} are not valid JSON: {exc}"}, ok=False)
     if not isinstance(data, dict):
         return ToolOutcome({"error": f"arguments of {name} must be a JSON object"}, ok=False)
     try:

@@ -61,8 +61,14 @@ FIRST_PAINT = {
 def first_paint(kind: str) -> float:
     code = "import time; START = time.perf_counter()\n" + textwrap.dedent(FIRST_PAINT[kind])
     started = time.perf_counter()
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=60,
-                         env={**os.environ, "TERM": "xterm-256color"})
+    out = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=60,
+        env={**os.environ, "TERM": "xterm-256color"},
+    )
     total = time.perf_counter() - started
     if out.returncode != 0:
         raise RuntimeError(out.stderr[-2000:])
@@ -75,13 +81,16 @@ def percentile(values: list[float], q: float) -> float:
 
 
 async def key_latency(presses: int, agents: int, rate: float) -> dict[str, Any]:
+    from textual import events
+
     from bzzz_console.config import Settings
     from bzzz_console.domain import events as ev
     from bzzz_console.tui.app import BzzzApp
 
     tmp = tempfile.mkdtemp()
-    settings = Settings.model_validate({"data_dir": tmp, "store": {"url": f"sqlite:///{tmp}/b.db"},
-                                        "console": {"bell": False}})
+    settings = Settings.model_validate(
+        {"data_dir": tmp, "store": {"url": f"sqlite:///{tmp}/b.db"}, "console": {"bell": False}}
+    )
     app = BzzzApp(settings, demo=True)
     published = 0
     async with app.run_test(size=(160, 48)) as pilot:
@@ -97,33 +106,77 @@ async def key_latency(presses: int, agents: int, rate: float) -> dict[str, Any]:
                 i = published % agents
                 agent, thread = f"load-{i:03d}", f"load-thread-{i % 30:02d}"
                 seq[thread] = seq.get(thread, 0) + 1
-                rt.publish(ev.MessagePosted(thread_id=thread, message_id=f"{thread}#{seq[thread]}",
-                                            seq=seq[thread], author=agent, role="reviewer", message_type="comment",
-                                            content="load " * 20))
-                rt.publish(ev.AgentStateChanged(agent_id=agent, old="active", new="collaborating",
-                                                thread_id=thread, reason="load"))
+                rt.publish(
+                    ev.MessagePosted(
+                        thread_id=thread,
+                        message_id=f"{thread}#{seq[thread]}",
+                        seq=seq[thread],
+                        author=agent,
+                        role="reviewer",
+                        message_type="comment",
+                        content="load " * 20,
+                    )
+                )
+                rt.publish(
+                    ev.AgentStateChanged(
+                        agent_id=agent, old="active", new="collaborating", thread_id=thread, reason="load"
+                    )
+                )
                 published += 1
                 await asyncio.sleep(interval)
 
         for i in range(agents):
             rt.publish(ev.AgentRegistered(agent_id=f"load-{i:03d}", role="reviewer", model="gpt-4o-mini"))
-            rt.publish(ev.ThreadCreated(thread_id=f"load-thread-{i % 30:02d}", task_id=None, project="default",
-                                        topic=f"load {i % 30}", participants=(f"load-{i:03d}",)))
+            rt.publish(
+                ev.ThreadCreated(
+                    thread_id=f"load-thread-{i % 30:02d}",
+                    task_id=None,
+                    project="default",
+                    topic=f"load {i % 30}",
+                    participants=(f"load-{i:03d}",),
+                )
+            )
         generator = asyncio.create_task(load())
         await pilot.press("a")
+        await pilot.pause(0.5)
+        # Measure as a terminal would see it: the key goes in through the driver, and we time until the first
+        # frame written after the table's cursor moved (not until the whole process is idle, which a running
+        # fleet rarely is).
+        frames: list[float] = []
+        display = app._display
+
+        def timed_display(screen: Any, renderable: Any) -> None:
+            display(screen, renderable)
+            frames.append(time.perf_counter())
+
+        app._display = timed_display  # type: ignore[method-assign]
+        table = app.screen.query_one("#agents")
         timings = []
         started = time.perf_counter()
         for n in range(presses):
+            before = table.cursor_row
             t0 = time.perf_counter()
-            await pilot.press("down" if n % 20 < 10 else "up")
-            await pilot.pause()
-            timings.append((time.perf_counter() - t0) * 1000)
+            app._driver.send_message(events.Key("down" if n % 20 < 10 else "up", None))  # type: ignore[union-attr]
+            deadline = t0 + 5
+            while table.cursor_row == before and time.perf_counter() < deadline:
+                await asyncio.sleep(0.0005)
+            moved = time.perf_counter()
+            while not (frames and frames[-1] >= moved) and time.perf_counter() < deadline:
+                await asyncio.sleep(0.0005)
+            timings.append(((frames[-1] if frames else time.perf_counter()) - t0) * 1000)
+            await asyncio.sleep(0.02)  # an operator's key repeat, not a flood
         elapsed = time.perf_counter() - started
         generator.cancel()
-    return {"presses": presses, "agents": agents, "target_rate_msgs_s": rate,
-            "achieved_rate_msgs_s": round(published / elapsed, 1) if elapsed else None,
-            "median_ms": round(statistics.median(timings), 2), "p95_ms": round(percentile(timings, 0.95), 2),
-            "max_ms": round(max(timings), 2), "target_p95_ms": 100}
+    return {
+        "presses": presses,
+        "agents": agents,
+        "target_rate_msgs_s": rate,
+        "achieved_rate_msgs_s": round(published / elapsed, 1) if elapsed else None,
+        "median_ms": round(statistics.median(timings), 2),
+        "p95_ms": round(percentile(timings, 0.95), 2),
+        "max_ms": round(max(timings), 2),
+        "target_p95_ms": 100,
+    }
 
 
 async def memory(messages: int) -> dict[str, Any]:
@@ -133,17 +186,33 @@ async def memory(messages: int) -> dict[str, Any]:
     before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     view = FleetView()
     for t in range(300):
-        view.apply(ev.ThreadCreated(thread_id=f"t-{t}", task_id=None, project="p", topic=f"topic {t}",
-                                    participants=("a", "b")))
+        view.apply(
+            ev.ThreadCreated(
+                thread_id=f"t-{t}", task_id=None, project="p", topic=f"topic {t}", participants=("a", "b")
+            )
+        )
     for i in range(messages):
         thread = f"t-{i % 300}"
-        view.apply(ev.MessagePosted(thread_id=thread, message_id=f"{thread}#{i}", seq=i // 300 + 1,
-                                    author=f"agent-{i % 100}", role="reviewer", message_type="comment",
-                                    content=f"message {i}: " + "lorem ipsum dolor sit amet " * 12))
+        view.apply(
+            ev.MessagePosted(
+                thread_id=thread,
+                message_id=f"{thread}#{i}",
+                seq=i // 300 + 1,
+                author=f"agent-{i % 100}",
+                role="reviewer",
+                message_type="comment",
+                content=f"message {i}: " + "lorem ipsum dolor sit amet " * 12,
+            )
+        )
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     kept = sum(len(t) for t in view.transcripts.values())
-    return {"messages": messages, "kept_in_view": kept, "rss_before_mb": round(before, 1),
-            "peak_rss_mb": round(peak, 1), "target_mb": 400}
+    return {
+        "messages": messages,
+        "kept_in_view": kept,
+        "rss_before_mb": round(before, 1),
+        "peak_rss_mb": round(peak, 1),
+        "target_mb": 400,
+    }
 
 
 def main() -> None:
@@ -156,20 +225,32 @@ def main() -> None:
     for _ in range(rounds):
         bare.append(first_paint("bare"))
         console.append(first_paint("console"))
-    paint = {"bare_median_s": round(statistics.median(bare), 3), "console_median_s": round(statistics.median(console), 3),
-             "ratio": round(statistics.median(console) / statistics.median(bare), 2), "target_ratio": 2.0,
-             "rounds": rounds}
+    paint = {
+        "bare_median_s": round(statistics.median(bare), 3),
+        "console_median_s": round(statistics.median(console), 3),
+        "ratio": round(statistics.median(console) / statistics.median(bare), 2),
+        "target_ratio": 2.0,
+        "rounds": rounds,
+    }
     keys = asyncio.run(key_latency(40 if args.quick else 200, 100, 50.0))
     mem = asyncio.run(memory(20_000 if args.quick else 100_000))
-    report = {"benchmark": "console", "quick": args.quick, "first_paint": paint, "key_to_repaint": keys,
-              "memory": mem}
+    report = {
+        "benchmark": "console",
+        "quick": args.quick,
+        "first_paint": paint,
+        "key_to_repaint": keys,
+        "memory": mem,
+    }
     if not args.json_only:
         rows = [
             ("start → first paint, console (median s)", paint["console_median_s"], ""),
             ("start → first paint, bare Textual app (median s)", paint["bare_median_s"], ""),
             ("ratio console / bare", paint["ratio"], "≤ 2.0"),
-            (f"key → repaint p95 (ms), {keys['agents']} agents at {keys['achieved_rate_msgs_s']} msg/s",
-             keys["p95_ms"], "≤ 100"),
+            (
+                f"key → repaint p95 (ms), {keys['agents']} agents at {keys['achieved_rate_msgs_s']} msg/s",
+                keys["p95_ms"],
+                "≤ 100",
+            ),
             ("key → repaint median (ms)", keys["median_ms"], ""),
             (f"peak RSS after {mem['messages']:,} messages (MB)", mem["peak_rss_mb"], "≤ 400"),
             ("messages kept in the console's view", mem["kept_in_view"], "bounded"),
