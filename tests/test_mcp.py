@@ -1160,3 +1160,12 @@ async def test_a_tool_call_over_mcp_shows_up_in_the_running_console(settings: Se
         cells = await eventually(row, what="the agent's row in the agents table")
         await pilot.pause()
         assert cells[0] == "ext-console" and cells[1] == "reviewer" and "Idle" in str(cells[2])
+
+
+async def test_unknown_arguments_are_refused_with_their_name_not_dropped(settings: Settings) -> None:
+    async with node(settings) as (_, client):
+        listed = {t.name: t for t in (await client.list_tools()).tools}
+        assert all(t.input_schema.get("additionalProperties") is False for t in listed.values())
+        text = await error(client, "bzzz_lookup", {"semantic_address": "bzzz://reviewer@*", "filter_critera": {}})
+        assert "filter_critera" in text and "Extra inputs are not permitted" in text
+        assert (await ok(client, "bzzz_lookup", {"semantic_address": "bzzz://reviewer@*"}))["count"] >= 1

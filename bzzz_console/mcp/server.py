@@ -72,13 +72,24 @@ def _tool_function(rt: Runtime, tool: Tool, readonly: bool) -> Any:
     return call
 
 
+def _strict(tool: Any) -> Any:
+    """Refuse unknown arguments, as the in-process path does: a misspelled field is an error that names it,
+    not something silently dropped (the SDK's argument models ignore extra fields by default)."""
+    meta = tool.fn_metadata
+    base = meta.arg_model
+    meta.arg_model = type(base.__name__, (base,), {"model_config": {**base.model_config, "extra": "forbid"}})
+    tool.parameters = {**tool.parameters, "additionalProperties": False}
+    return tool
+
+
 def build_server(rt: Runtime, *, readonly: bool = False) -> MCPServer:
     from mcp.server.mcpserver import MCPServer
+    from mcp.server.mcpserver.tools import Tool as MCPTool
     from mcp.types import ToolAnnotations
 
     from bzzz_console import __version__
 
-    server = MCPServer("bzzz", instructions=INSTRUCTIONS, version=__version__)
+    tools = []
     for tool in registry().values():
         if tool.name == "request_human":  # an in-thread call of the runtime's own agents
             continue
@@ -89,11 +100,16 @@ def build_server(rt: Runtime, *, readonly: bool = False) -> MCPServer:
             idempotentHint=tool.read_only,
             openWorldHint=False,
         )
-        server.add_tool(
-            _tool_function(rt, tool, readonly or rt.settings.mcp.readonly),
-            name=tool.name,
-            description=tool.description,
-            annotations=annotations,
-            structured_output=True,
+        function = _tool_function(rt, tool, readonly or rt.settings.mcp.readonly)
+        tools.append(
+            _strict(
+                MCPTool.from_function(
+                    function,
+                    name=tool.name,
+                    description=tool.description,
+                    annotations=annotations,
+                    structured_output=True,
+                )
+            )
         )
-    return server
+    return MCPServer("bzzz", instructions=INSTRUCTIONS, version=__version__, tools=tools)
