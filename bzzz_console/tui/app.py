@@ -30,7 +30,7 @@ if TYPE_CHECKING:
 class BzzzApp(App[int]):
     TITLE = "bzzz-console"
     CSS_PATH: ClassVar[list[Any]] = [
-        screens_dir() / name for name in ("app.tcss", "dashboard.tcss", "thread.tcss", "escalation.tcss")
+        screens_dir() / name for name in ("app.tcss", "dashboard.tcss")
     ]
     COMMANDS = App.COMMANDS | {FleetCommands}
     BINDINGS: ClassVar[list[Any]] = [

@@ -12,6 +12,7 @@ from textual.screen import Screen
 from textual.widgets import Footer, Static
 
 from bzzz_console.domain import commands as cmd
+from bzzz_console.resources import screens_dir
 from bzzz_console.runtime.memory import usd
 from bzzz_console.tui import clock
 from bzzz_console.tui.modals import AskText, Confirm
@@ -33,6 +34,7 @@ DECISION_KEYS = (
 
 
 class EscalationScreen(Screen[None]):
+    CSS_PATH = screens_dir() / "escalation.tcss"  # loaded when first opened, not on the way to the first paint
     BINDINGS = [
         Binding("escape", "app.pop_screen", "back", id="escalation.back"),
         Binding("o", "open_thread", "open thread", id="escalation.thread"),

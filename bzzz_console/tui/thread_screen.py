@@ -12,6 +12,7 @@ from textual.containers import Horizontal
 from textual.screen import Screen
 from textual.widgets import Footer, Input, ListItem, ListView, Static
 
+from bzzz_console.resources import screens_dir
 from bzzz_console.tui.tables import STATE_STYLE
 from bzzz_console.tui.view import MessageView
 
@@ -48,6 +49,7 @@ class MessageItem(ListItem):
 
 
 class ThreadScreen(Screen[None]):
+    CSS_PATH = screens_dir() / "thread.tcss"  # loaded when first opened, not on the way to the first paint
     BINDINGS = [
         Binding("escape", "app.pop_screen", "back", id="thread.back"),
         Binding("i", "compose_message", "post as operator", id="thread.post"),
