@@ -237,12 +237,14 @@ def task_add(
         unknown = [r for r in roles if not any(spec.answers_to(r) for spec in known.values())]
         if unknown:
             _fail(f"unknown role(s) {', '.join(unknown)}; known roles: {', '.join(sorted(known))}", 2)
+        from bzzz_console.redaction import redactor_for
         from bzzz_console.store.repo import Store
 
+        redact = redactor_for(settings.security)
         store = Store.open(settings.database_url())
         task = store.add_task(
-            title=title.strip(),
-            description=description,
+            title=redact.redact(title.strip(), "store"),
+            description=redact.redact(description, "store"),
             roles=roles,
             priority=priority.value,
             project=project or settings.runtime.project,

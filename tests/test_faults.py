@@ -445,3 +445,43 @@ def test_a_database_that_is_not_there_is_one_clear_line(
     lines = done.stderr.strip().splitlines()
     assert len(lines) == 1, done.stderr
     assert lines[0].startswith("bzzz-console: error: ") and says in lines[0], lines[0]
+
+
+def rename(db: Path, old: str, new: str) -> None:
+    other = sqlite3.connect(db, isolation_level=None, timeout=30)
+    try:
+        other.execute("PRAGMA legacy_alter_table=ON")  # leave the other tables' references alone
+        other.execute(f"ALTER TABLE {old} RENAME TO {new}")
+    finally:
+        other.close()
+
+
+async def test_a_database_error_in_a_turn_is_published_and_the_turn_is_retaken(
+    run_with: Any, tmp_path: Path
+) -> None:
+    """A real condition: the ``messages`` table is gone for a moment while the first agent's reply is on its
+    way, so posting it fails. The thread publishes the error, waits, retakes the turn once the table is back,
+    and the run still ends in consensus with every message stored once."""
+    db = tmp_path / "bzzz.db"
+    restored = threading.Event()
+
+    def hide_messages_on_first_call(n: int) -> None:  # the server's thread, before the first reply goes out
+        if n != 1:
+            return
+        rename(db, "messages", "messages_away")
+
+        def put_back() -> None:
+            rename(db, "messages_away", "messages")
+            restored.set()
+
+        threading.Timer(0.6, put_back).start()
+
+    run = run_with(Team(on_call=hide_messages_on_first_call))
+    await play(run, tasks=1)
+    assert restored.is_set()
+    errors = run.of(ev.ErrorRaised)
+    assert errors and errors[0].where.startswith("thread ") and "retrying" in errors[0].message
+    [thread] = run.threads
+    assert (thread.status, thread.outcome) == ("closed", "consensus")
+    seqs = [m.seq for m in run.messages]
+    assert seqs == list(range(1, len(seqs) + 1))  # nothing lost, nothing twice

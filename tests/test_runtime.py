@@ -339,3 +339,12 @@ async def test_terminating_an_escalating_agent_cancels_its_escalation_and_the_th
     assert resumed and resumed[0].thread_id == thread.id  # the thread went on without the terminated agent
     assert agent_state is AgentState.TERMINATING
     assert escalation.agent_id not in {p.agent_id for p in rt.store.participants(thread.id)}
+
+
+async def test_tasks_are_stored_redacted(tmp_path: Path) -> None:
+    async with Runtime(make_settings(tmp_path, fleet={"architect": 1}), force_demo=True) as rt:
+        task = await rt.submit(cmd.AddTask(title="Mail ops@example.com", description="Call +1 415 555 0100",
+                                           roles=("architect",)))
+        stored = rt.store.get_task(task.id)
+    assert stored.title == "Mail [redacted:email]"
+    assert stored.description == "Call [redacted:phone]"

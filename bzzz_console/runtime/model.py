@@ -78,6 +78,8 @@ class ThreadState:
     calls: deque[tuple[datetime, bool]] = field(default_factory=lambda: deque(maxlen=50))
     """(when, ok) of recent model calls, for the error-rate rule."""
     in_turn: bool = False
+    db_failures: int = 0
+    """Turns in a row lost to a database error (locked, gone): the retry waits longer each time."""
     finalizing: str | None = None
     """Agent that writes the final answer of a handed-back thread; the thread closes as partial after it."""
     wake: asyncio.Event = field(default_factory=asyncio.Event)

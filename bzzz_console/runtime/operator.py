@@ -57,9 +57,12 @@ def apply_command(rt: Runtime, command: cmd.OperatorCommand) -> Any:
     if isinstance(command, cmd.AddTask):
         if not command.title.strip():
             raise CommandError("a task needs a title")
+        from bzzz_console.redaction import redactor_for
+
+        redact = redactor_for(rt.settings.security)
         task = rt.store.add_task(
-            title=command.title,
-            description=command.description,
+            title=redact.redact(command.title, "store"),
+            description=redact.redact(command.description, "store"),
             roles=command.roles,
             priority=command.priority,
             project=command.project,

@@ -9,6 +9,8 @@ import asyncio
 import json
 from typing import TYPE_CHECKING, TypedDict
 
+from sqlalchemy.exc import DBAPIError
+
 from bzzz_console.domain import events as ev
 from bzzz_console.domain.llm import ChatMessage, RetryInfo
 from bzzz_console.domain.threads import MessageType, ThreadMessage, ThreadStatus, Vote, tally
@@ -106,8 +108,20 @@ class TurnTaking:
                 thread.in_turn = True
                 try:
                     await self._take_turn(thread, speaker)
+                    failures = 0
+                except DBAPIError as exc:  # locked or gone: nothing of the turn was committed, so retake it
+                    failures = min(thread.db_failures + 1, 6)
+                    delay = 0.25 * 2 ** (failures - 1)
+                    self.rt.publish(
+                        ev.ErrorRaised(
+                            where=f"thread {thread.id}",
+                            message=f"database error: {' '.join(str(exc.orig).split())}; retrying in {delay:g} s",
+                        )
+                    )
+                    await asyncio.sleep(delay)
                 finally:
                     thread.in_turn = False
+                thread.db_failures = failures
         except asyncio.CancelledError:
             raise
         except Exception as exc:  # a bug must not take the whole runtime down: show it and stop this thread
