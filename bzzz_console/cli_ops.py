@@ -158,6 +158,8 @@ def escalations_answer(
         )
     with _errors():
         settings = _settings(config, db)
+        if settings.security.readonly:
+            _fail("read-only: decisions are refused on this machine (security.readonly is set)", 2)
         who = operator or settings.escalation.operator
         command: cmd.Decision
         if approve:

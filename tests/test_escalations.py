@@ -1016,3 +1016,37 @@ def test_per_agent_budget_totals_are_by_day(tmp_path: Path) -> None:
     [agent_budget] = [b for b in report["budgets"] if b["scope"] == "agent"]
     assert agent_budget["spent_usd"] == 0.25 and agent_budget["share"] == 0.25
     assert report["by_thread"]["t"]["cost_usd"] == 0.75
+
+
+@pytest.mark.slow
+async def test_read_only_holds_for_cli_answers_and_mcp_decisions(tmp_path: Path) -> None:
+    async with node(tmp_path, escalated_script()) as n:
+        await n.start_task()
+        esc = n.open_escalation()
+        env = {**make_env(tmp_path), "BZZZ_SECURITY__READONLY": "true"}
+        argv = [
+            str(BIN),
+            "escalations",
+            "answer",
+            esc.id,
+            "--approve",
+            "--db",
+            f"sqlite:///{tmp_path / 'bzzz.db'}",
+        ]
+        done = await asyncio.to_thread(
+            subprocess.run, argv, env=env, capture_output=True, text=True, timeout=CMD_TIMEOUT, check=False
+        )
+        assert done.returncode == 2 and "read-only" in done.stderr
+        row = n.rt.store.get_escalation(esc.id)
+        assert row is not None and row.state == "open"
+        from bzzz_console.mcp.server import build_server
+
+        strict = n.rt.settings.model_copy(
+            update={"security": n.rt.settings.security.model_copy(update={"readonly": True})}
+        )
+        n.rt.settings = strict
+        from mcp import Client
+
+        async with Client(build_server(n.rt)) as client:
+            result = await client.call_tool("bzzz_decide", {"escalation_id": esc.id, "decision": "approve"})
+        assert result.is_error and "read-only" in result.content[0].text

@@ -100,7 +100,9 @@ def build_server(rt: Runtime, *, readonly: bool = False) -> MCPServer:
             idempotentHint=tool.read_only,
             openWorldHint=False,
         )
-        function = _tool_function(rt, tool, readonly or rt.settings.mcp.readonly)
+        function = _tool_function(
+            rt, tool, readonly or rt.settings.mcp.readonly or rt.settings.security.readonly
+        )
         tools.append(
             _strict(
                 MCPTool.from_function(

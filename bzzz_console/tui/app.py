@@ -29,9 +29,7 @@ if TYPE_CHECKING:
 
 class BzzzApp(App[int]):
     TITLE = "bzzz-console"
-    CSS_PATH: ClassVar[list[Any]] = [
-        screens_dir() / name for name in ("app.tcss", "dashboard.tcss")
-    ]
+    CSS_PATH: ClassVar[list[Any]] = [screens_dir() / name for name in ("app.tcss", "dashboard.tcss")]
     COMMANDS = App.COMMANDS | {FleetCommands}
     BINDINGS: ClassVar[list[Any]] = [
         Binding("question_mark", "help", "help", id="app.help"),
@@ -50,7 +48,7 @@ class BzzzApp(App[int]):
         super().__init__()
         self.settings = settings
         self.demo = demo
-        self.readonly = readonly
+        self.readonly = readonly or settings.security.readonly
         self.operator = settings.escalation.operator
         self.view = FleetView()
         self.view.status.readonly = readonly
