@@ -53,11 +53,15 @@ def audit_verify(
         list[str] | None,
         typer.Option(
             "--key",
-            help="Pin a signer: every entry must be signed by one of these public keys (hex; repeat). "
-            "Default: each entry's recorded signer (this node's key: `bzzz-console audit key`).",
+            help="Trust a signer: every entry must be signed by one of these public keys (hex; repeat). "
+            "Default: this node's key (`bzzz-console audit key`); add each peer of a shared trail.",
             show_default=False,
         ),
     ] = None,
+    any_signer: Annotated[
+        bool,
+        typer.Option("--any-signer", help="Accept each entry's recorded signer (names them; trusts none)."),
+    ] = False,
     as_json: JsonOption = False,
     db: DbOption = None,
     config: ConfigOption = None,
@@ -78,6 +82,9 @@ def audit_verify(
             except ValueError as exc:
                 _fail(f"--key: {exc}", 2)
         node_key = load_node_key(settings)
+        if not pinned and not any_signer and node_key is not None:
+            # By default only this node's key is trusted: a trail re-chained and re-signed by another key fails.
+            pinned.append(public_key_hex(node_key))
         with _reading(settings.database_url()) as store:
             result = verify(store, node_key, pinned=pinned)
         own = public_key_hex(node_key) if node_key is not None else None

@@ -346,13 +346,17 @@ def test_audit_verify_names_the_first_bad_entry(demo: Demo, tmp_path: Path) -> N
         assert "Traceback" not in result.stderr, (name, result.stderr)
 
 
-def test_a_foreign_signer_verifies_but_is_named(demo: Demo, tmp_path: Path) -> None:
-    """A trail written by several nodes verifies entry by entry; the output names every signer (pin with --key)."""
+def test_a_foreign_signer_fails_by_default_and_verifies_when_trusted(demo: Demo, tmp_path: Path) -> None:
+    """By default only this node's key is trusted; a trail written by several nodes verifies with --any-signer
+    (or each peer's --key), and the output names every signer."""
     db = sqlite_copy(demo.db, tmp_path / "shared.db")
     with sqlite3.connect(db) as conn:
         append_forged_own_signer(conn)
     conn.close()
-    done = audit_verify_in_process(demo, db)
+    refused = audit_verify_in_process(demo, db)
+    assert refused.returncode == 1
+    assert refused.stdout.startswith(f"entry #{demo.entries}: bad signature")
+    done = audit_verify_in_process(demo, db, "--any-signer")
     assert done.returncode == 0, done.stderr
     first, second = done.stdout.splitlines()
     assert first == f"intact: {demo.entries + 1} entries"
