@@ -22,12 +22,16 @@ ConfigOption = Annotated[
     Path | None, typer.Option("--config", help="Settings file (TOML).", show_default=False)
 ]
 JsonOption = Annotated[bool, typer.Option("--json", help="One JSON document on stdout.")]
+FIELDS = ("id", "thread_id", "agent_id", "rule", "reason", "priority", "state", "created_at", "deadline")
 
 
 def _row(e: Any) -> dict[str, Any]:
-    from bzzz_console.reports import escalation_summary
+    from bzzz_console.store.tables import utc
 
-    return escalation_summary(e)
+    data = {f: getattr(e, f) for f in FIELDS}
+    for key in ("created_at", "deadline"):
+        data[key] = utc(data[key]).isoformat() if data[key] else None
+    return data
 
 
 @escalations_app.command("list")

@@ -8,26 +8,6 @@ from bzzz_console.config import SecuritySettings
 from bzzz_console.store.repo import Store
 from bzzz_console.store.tables import utc
 
-ESCALATION_FIELDS = (
-    "id",
-    "thread_id",
-    "agent_id",
-    "rule",
-    "reason",
-    "priority",
-    "state",
-    "created_at",
-    "deadline",
-)
-
-
-def escalation_summary(e: Any) -> dict[str, Any]:
-    """An escalation as the CLI, MCP and bzzz_get show it: the listed fields, times in ISO 8601 UTC."""
-    data = {f: getattr(e, f) for f in ESCALATION_FIELDS}
-    for key in ("created_at", "deadline"):
-        data[key] = utc(data[key]).isoformat() if data[key] else None
-    return data
-
 
 def agents_report(store: Store) -> list[dict[str, Any]]:
     costs = store.agent_costs()

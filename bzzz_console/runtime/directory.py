@@ -68,7 +68,7 @@ def describe(
             escalation = rt.store.get_escalation(ident)
             if escalation is None:
                 raise NotFound(f"no escalation {ident!r}")
-            from bzzz_console.reports import escalation_summary as _row
+            from bzzz_console.cli_ops import _row
 
             found = {
                 **_row(escalation),

@@ -164,7 +164,7 @@ async def _subscribe(rt: Runtime, ctx: ToolContext, args: SubscribeArgs) -> Tool
 
 
 async def _escalations(rt: Runtime, ctx: ToolContext, args: EscalationsArgs) -> ToolOutcome:
-    from bzzz_console.reports import escalation_summary as _row
+    from bzzz_console.cli_ops import _row
 
     if args.action == "show":
         if not args.escalation_id:

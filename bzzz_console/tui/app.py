@@ -193,6 +193,9 @@ class BzzzApp(App[int]):
         if tick is not None:
             tick()
 
+    def on_screen_resume(self) -> None:
+        self._refresh({"agents", "threads", "escalations", "spend", "status"})
+
     # -- navigation ---------------------------------------------------------------------------------------
     def open_thread(self, thread_id: str) -> None:
         from bzzz_console.tui.thread_screen import ThreadScreen

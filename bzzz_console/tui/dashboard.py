@@ -52,11 +52,6 @@ class DashboardScreen(Screen[None]):
         yield Label("", id="notice")
         yield Footer()
 
-    def on_screen_resume(self) -> None:
-        """Back from a thread or an escalation: catch up with what changed while this screen was hidden."""
-        if self.is_mounted:
-            self.refresh_panes({"agents", "threads", "escalations", "spend", "status"})
-
     def on_mount(self) -> None:
         self.query_one("#filter", Input).display = False
         self.query_one("#escalations", EscalationsTable).focus()

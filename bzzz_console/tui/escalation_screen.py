@@ -34,9 +34,7 @@ DECISION_KEYS = (
 
 
 class EscalationScreen(Screen[None]):
-    CSS_PATH = (
-        screens_dir() / "escalation.tcss"
-    )  # loaded when first opened, not on the way to the first paint
+    CSS_PATH = screens_dir() / "escalation.tcss"  # loaded when first opened, not on the way to the first paint
     BINDINGS = [
         Binding("escape", "app.pop_screen", "back", id="escalation.back"),
         Binding("o", "open_thread", "open thread", id="escalation.thread"),
