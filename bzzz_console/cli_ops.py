@@ -22,16 +22,6 @@ ConfigOption = Annotated[
     Path | None, typer.Option("--config", help="Settings file (TOML).", show_default=False)
 ]
 JsonOption = Annotated[bool, typer.Option("--json", help="One JSON document on stdout.")]
-FIELDS = ("id", "thread_id", "agent_id", "rule", "reason", "priority", "state", "created_at", "deadline")
-
-
-def _row(e: Any) -> dict[str, Any]:
-    from bzzz_console.store.tables import utc
-
-    data = {f: getattr(e, f) for f in FIELDS}
-    for key in ("created_at", "deadline"):
-        data[key] = utc(data[key]).isoformat() if data[key] else None
-    return data
 
 
 @escalations_app.command("list")
@@ -45,6 +35,7 @@ def escalations_list(
 ) -> None:
     """Escalations waiting for a decision (most urgent first)."""
     from bzzz_console.cli import _errors, _store, _table
+    from bzzz_console.reports import escalation_summary
 
     order = {"urgent": 0, "high": 1, "medium": 2, "low": 3}
     with _errors():
@@ -52,7 +43,7 @@ def escalations_list(
         rows = [e for e in store.escalations() if show_all or e.state == "open"]
         store.close()
         rows.sort(key=lambda e: (e.state != "open", order.get(e.priority, 9), e.created_at))
-        data = [_row(e) for e in rows]
+        data = [escalation_summary(e) for e in rows]
         if as_json:
             sys.stdout.write(json.dumps(data, indent=2) + "\n")
         else:
@@ -72,8 +63,10 @@ def escalations_show(
         store.close()
         if row is None:
             _fail(f"no escalation {escalation_id!r}")
+        from bzzz_console.reports import escalation_summary
+
         data = {
-            **_row(row),
+            **escalation_summary(row),
             "default_action": row.default_action,
             "context": row.context,
             "decision": row.decision,
@@ -193,6 +186,12 @@ def escalations_answer(
 
         store = Store.open(settings.database_url())
         try:
+            mirror = store.get_escalation(escalation_id)
+            if mirror is not None and mirror.origin_peer:
+                _fail(
+                    f"escalation {escalation_id} was raised on node {mirror.origin_peer}, which decides it: answer "
+                    "it in a console (or with bzzz_decide over MCP) of a node connected to the network"
+                )
             row = store.claim_decision(escalation_id, decision_record(command), who, now_utc())
         except AlreadyDecided as exc:
             _fail(str(exc))
@@ -337,8 +336,9 @@ def status(
             specs = load_specs(settings.runtime.agents_dir or agents_dir())
             agents = store.agents()
             report["agents"] = {"total": len(agents), "by_state": dict(Counter(a.state for a in agents))}
-            waiting = [e for e in store.escalations("open")]
-            report["open_escalations"] = [_row(e) for e in waiting]
+            from bzzz_console.reports import escalation_summary
+
+            report["open_escalations"] = [escalation_summary(e) for e in store.escalations("open")]
             spend = spend_report(
                 store, settings, {a.id: specs[a.role].budget_usd if a.role in specs else None for a in agents}
             )

@@ -15,7 +15,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic_core import PydanticCustomError
 
 ENV_PREFIX = "BZZZ_"
 ENV_ALIASES = {"BZZZ_DB_URL": ("store", "url"), "BZZZ_CONFIG": None}
@@ -97,10 +98,13 @@ class OptimizerSettings(_Section):
     """Compress long threads and use cheaper models for routine turns (the seed's cost optimizer)."""
     compress_at: float = Field(0.8, gt=0, le=1)
     """Compress a prompt when its estimate passes this share of the agent's token limit."""
-    summarize_after: int = Field(8, ge=4)
-    """Summarize-and-truncate threads longer than this many messages."""
-    keep_recent: int = Field(4, ge=1)
-    """Messages kept verbatim at the end of a compressed thread."""
+    summarize_after: int = Field(6, ge=4)
+    """Summarize-and-truncate threads longer than this many messages. 6 (twice ``keep_recent``): compress as soon
+    as there is at least a recent window's worth of older messages to fold; decisions, open questions, human
+    messages and the latest proposal stay pinned whatever is folded."""
+    keep_recent: int = Field(3, ge=1)
+    """Messages kept verbatim at the end of a compressed thread. 3: in a thread of up to four agents taking turns
+    (the default fleet), everything said since the speaker's own last turn; older messages are in the summary."""
     model_ladder: dict[str, str] = Field(
         default_factory=lambda: {
             "gpt-4o": "gpt-4o-mini",
@@ -159,6 +163,70 @@ class SecuritySettings(_Section):
     key in a running node within this time (at once for a key file), without a restart."""
 
 
+class P2PSettings(_Section):
+    enabled: bool = False
+    """Run a libp2p node: agents, escalations and decisions are shared with the other nodes (``--peer`` and
+    ``--listen`` turn it on too)."""
+    listen: list[str] = Field(default_factory=lambda: ["/ip4/0.0.0.0/tcp/4001"])
+    """Listen addresses, e.g. ``/ip4/0.0.0.0/tcp/4001`` (every interface) or ``/ip4/127.0.0.1/tcp/0`` (any port)."""
+    peers: list[str] = Field(default_factory=list)
+    """Bootstrap peers, full addresses ``/ip4/10.0.0.5/tcp/4001/p2p/12D3KooW…``; redialed while disconnected."""
+    mdns: bool = False
+    """Find peers on the local network by mDNS."""
+    availability_interval_s: float = Field(30.0, ge=1, le=3600)
+    """How often this node broadcasts its load (``availability_broadcast``; the original nodes use 30 s)."""
+    decision_timeout_s: float = Field(5.0, gt=0, le=120)
+    """How long an answer to another node's escalation waits for that node to confirm it."""
+    decision_peers: list[str] = Field(default_factory=list)
+    """Peer ids allowed to answer this node's escalations; empty = any peer of the network (all are signed)."""
+    pick_up_tasks: bool = True
+    """Take on tasks announced on the network (``task_announcement``) when this node has the roles they need."""
+    announce_tasks: bool = False
+    """Announce tasks added on this node (console, CLI, MCP) on the network, so other nodes can take them on."""
+    rate_per_s: float = Field(50.0, gt=0)
+    """Messages per second accepted from one peer (token bucket, burst twice that); more are dropped."""
+
+
+class IntegrationsSettings(_Section):
+    slurp_url: str | None = None
+    """SLURP endpoint that receives a context event (the seed's ``agent_consensus``) as a JSON POST whenever a
+    thread reaches consensus; unset = off."""
+    whoosh_url: str | None = None
+    """WHOOSH endpoint that receives a registration of every local agent at start (``agent_registration``)
+    and a health report of them every ``health_interval_s`` (``agent_health``) as JSON POSTs; unset = off."""
+    health_interval_s: float = Field(30.0, gt=0, le=3600)
+    """Seconds between two WHOOSH health reports (the seed's health check interval)."""
+    timeout_s: float = Field(10.0, gt=0, le=300)
+    """Seconds before one POST to SLURP or WHOOSH times out (it is then retried)."""
+    max_attempts: int = Field(3, ge=1, le=20)
+    """Attempts per POST, counting the first, on connection errors, timeouts, 429 and 5xx."""
+    backoff_s: float = Field(0.5, ge=0, le=60)
+    """Wait before the first retry; it doubles with each attempt (a ``Retry-After`` answer wins, up to 60 s)."""
+    slurp_token_env: str | None = None
+    """Environment variable holding a bearer token sent to SLURP (``Authorization: Bearer …``); unset = none."""
+    whoosh_token_env: str | None = None
+    """Environment variable holding a bearer token sent to WHOOSH; unset = none."""
+
+    @field_validator("slurp_url", "whoosh_url")
+    @classmethod
+    def _http_url(cls, value: str | None) -> str | None:
+        from urllib.parse import urlsplit
+
+        if value is None:
+            return None
+        try:
+            parts = urlsplit(value)
+            ok = parts.scheme in ("http", "https") and bool(parts.hostname) and parts.port != 0
+        except ValueError:  # a port that is not a number, a malformed IPv6 host
+            ok = False
+        if not ok:
+            raise PydanticCustomError(
+                "http_url",
+                "expected an http:// or https:// URL with a host, e.g. https://slurp.example/events",
+            )
+        return value
+
+
 class Settings(_Section):
     """The whole tree; ``Settings()`` is the embedded defaults."""
 
@@ -186,6 +254,11 @@ class Settings(_Section):
     """Where the database, node key and logs live; unset = the platform's user data dir."""
     security: SecuritySettings = SecuritySettings()
     """Redaction of API keys, emails, phone and card numbers, and how often API keys are looked up again."""
+    integrations: IntegrationsSettings = IntegrationsSettings()
+    """Outbound hooks of the seed's integrations: SLURP context events on consensus, WHOOSH agent registration
+    and health reports (off unless a URL is set)."""
+    p2p: P2PSettings = P2PSettings()
+    """The libp2p node that joins this console to other BZZZ nodes (off by default)."""
 
     def resolved_data_dir(self) -> Path:
         if self.data_dir is not None:

@@ -8,6 +8,28 @@ from bzzz_console.config import SecuritySettings
 from bzzz_console.store.repo import Store
 from bzzz_console.store.tables import utc
 
+ESCALATION_FIELDS = (
+    "id",
+    "thread_id",
+    "agent_id",
+    "rule",
+    "reason",
+    "priority",
+    "state",
+    "created_at",
+    "deadline",
+    "origin_peer",
+)
+
+
+def escalation_summary(e: Any) -> dict[str, Any]:
+    """One escalation as plain data (``escalations list --json``, bzzz_get, bzzz_escalations); ``origin_peer``
+    names the node that raised it when that is another node."""
+    data = {f: getattr(e, f) for f in ESCALATION_FIELDS}
+    for key in ("created_at", "deadline"):
+        data[key] = utc(data[key]).isoformat() if data[key] else None
+    return data
+
 
 def agents_report(store: Store) -> list[dict[str, Any]]:
     costs = store.agent_costs()

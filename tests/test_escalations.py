@@ -828,7 +828,18 @@ async def test_a_decision_from_another_process_reaches_the_waiting_agent(tmp_pat
         assert [e.decision for e in n.of(ev.EscalationAnswered)] == ["reply"]
 
 
-FIELDS = ["id", "thread_id", "agent_id", "rule", "reason", "priority", "state", "created_at", "deadline"]
+FIELDS = [
+    "id",
+    "thread_id",
+    "agent_id",
+    "rule",
+    "reason",
+    "priority",
+    "state",
+    "created_at",
+    "deadline",
+    "origin_peer",
+]
 
 
 @pytest.mark.slow

@@ -270,6 +270,31 @@ class ErrorRaised(Event):
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class NetworkStatus(Event):
+    """The P2P node's state, published when it changed (at most once a second)."""
+
+    kind: Literal["network_status"] = "network_status"
+    peer_id: str
+    peers: int
+    """Connected peers."""
+    remote_agents: int
+    rate_in_per_s: float
+    rate_out_per_s: float
+    rejected: int
+    """Messages dropped by admission so far, all reasons together."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class NetworkMessage(Event):
+    """A message from another node that agents do not act on (meta discussion, help requests, v1 traffic)."""
+
+    kind: Literal["network_message"] = "network_message"
+    type: str
+    sender: str
+    summary: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class EventsDropped(Event):
     """A slow subscriber's queue overflowed: this many events were dropped for it (and only for it)."""
 
@@ -303,6 +328,8 @@ RuntimeEvent = (
     | ContextCompressed
     | EpisodeRecorded
     | ErrorRaised
+    | NetworkStatus
+    | NetworkMessage
     | EventsDropped
 )
 

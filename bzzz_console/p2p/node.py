@@ -142,6 +142,17 @@ class P2PNode:
                 return sorted(str(peer) for peer in tuple(self._host.get_network().connections))
         return []
 
+    def subscribed_peers(self) -> set[str]:
+        """Peers subscribed to both BZZZ topics: a message published now reaches them."""
+        pubsub = self._pubsub
+        if pubsub is None or self._nursery is None:
+            return set()
+        for _ in range(3):
+            with contextlib.suppress(RuntimeError):  # changed size while the trio thread updated it
+                sets = [set(pubsub.peer_topics.get(topic, ())) for topic in TOPICS]
+                return {str(peer) for peer in set.intersection(*sets)}
+        return set()
+
     @property
     def stats(self) -> dict[str, Any]:
         now, router = time.monotonic(), self._router

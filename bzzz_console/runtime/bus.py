@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import deque
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 
 from bzzz_console.domain.events import Event, EventsDropped
 
@@ -69,7 +69,14 @@ class Subscription:
 class EventBus:
     def __init__(self) -> None:
         self._subscribers: set[Subscription] = set()
+        self._taps: list[Callable[[Event], None]] = []
         self.published = 0
+
+    def tap(self, callback: Callable[[Event], None]) -> Callable[[], None]:
+        """Call ``callback`` synchronously with every event (it must be quick and must not raise): for parts of
+        the runtime that may never miss one, as a bounded queue could; returns the function that removes it."""
+        self._taps.append(callback)
+        return lambda: self._taps.remove(callback) if callback in self._taps else None
 
     def subscribe(self, maxsize: int = 10_000) -> Subscription:
         sub = Subscription(self, maxsize)
@@ -78,6 +85,8 @@ class EventBus:
 
     def publish(self, event: Event) -> None:
         self.published += 1
+        for tap in self._taps:
+            tap(event)
         for sub in self._subscribers:
             sub._put(event)
 

@@ -68,10 +68,10 @@ def describe(
             escalation = rt.store.get_escalation(ident)
             if escalation is None:
                 raise NotFound(f"no escalation {ident!r}")
-            from bzzz_console.cli_ops import _row
+            from bzzz_console.reports import escalation_summary
 
             found = {
-                **_row(escalation),
+                **escalation_summary(escalation),
                 "default_action": escalation.default_action,
                 "decision": escalation.decision,
             }

@@ -204,9 +204,9 @@ class Escalations:
                 self.rt.capacity_changed()
 
     # -- deciding -----------------------------------------------------------------------------------------
-    def decide(self, command: cmd.Decision) -> EscalationRow:
+    def decide(self, command: cmd.Decision, extra: dict[str, Any] | None = None) -> EscalationRow:
         """Record an operator's decision (exactly once) and apply it. Raises AlreadyDecided / NotFound."""
-        decision = decision_record(command)
+        decision = {**decision_record(command), **(extra or {})}
         row = self.rt.store.claim_decision(
             command.escalation_id or "", decision, command.operator, self.rt.clock.now(), applying=True
         )
@@ -238,6 +238,8 @@ class Escalations:
         """One pass of the timer: expire overdue escalations, apply decisions from elsewhere, time-based rules."""
         now = self.rt.clock.now()
         for row in self.rt.store.escalations("open"):
+            if row.origin_peer:
+                continue  # another node's escalation: its owner expires it and tells us
             if row.deadline is not None and utc(row.deadline) <= now and self.rt.store.expire(row.id, now):
                 self.rt.publish(
                     ev.EscalationExpired(

@@ -50,7 +50,8 @@ class Agent:
     @property
     def can_join(self) -> bool:
         return (
-            not self.paused
+            self.origin != "remote"  # another node's agent takes no turns in our threads (yet): never seat it
+            and not self.paused
             and self.load < self.spec.max_tasks
             and self.state in (AgentState.IDLE, AgentState.ACTIVE, AgentState.COLLABORATING)
         )

@@ -31,9 +31,16 @@ DECISIONS = (
 )
 
 
-def apply_command(rt: Runtime, command: cmd.OperatorCommand) -> Any:
+def escalation_of(command: cmd.OperatorCommand) -> str | None:
+    """The escalation a command decides, or None for commands that are not decisions."""
     if isinstance(command, DECISIONS) or (isinstance(command, cmd.Terminate) and command.escalation_id):
-        return _decide(rt, command)
+        return command.escalation_id
+    return None
+
+
+def apply_command(rt: Runtime, command: cmd.OperatorCommand) -> Any:
+    if escalation_of(command) is not None:
+        return decide(rt, command)  # type: ignore[arg-type]
     if isinstance(command, cmd.Terminate):
         agent = rt.agents.get(command.agent_id)
         if agent is None:
@@ -99,7 +106,7 @@ def apply_command(rt: Runtime, command: cmd.OperatorCommand) -> Any:
     raise CommandError(f"{command.kind!r} is not handled by this runtime")
 
 
-def _validate(command: cmd.Decision) -> None:
+def validate_decision(command: cmd.Decision) -> None:
     if isinstance(command, cmd.Reject) and not command.reason.strip():
         raise CommandError("a rejection needs a reason")
     if isinstance(command, cmd.Reply) and not command.text.strip():
@@ -110,8 +117,16 @@ def _validate(command: cmd.Decision) -> None:
         raise CommandError("reassign to an agent id or a role")
 
 
-def _decide(rt: Runtime, command: cmd.Decision) -> Any:
-    _validate(command)
+def decide(rt: Runtime, command: cmd.Decision, extra: dict[str, Any] | None = None) -> Any:
+    """Check and apply a decision on one of this node's escalations; ``extra`` is kept in the decision record
+    (a remote decider's peer and signature)."""
+    validate_decision(command)
+    mirror = rt.store.get_escalation(command.escalation_id or "")
+    if mirror is not None and mirror.origin_peer:
+        raise CommandError(
+            f"escalation {mirror.id} was raised on node {mirror.origin_peer}, which decides it: answer it while "
+            "this node is connected to the network ([p2p] enabled)"
+        )
     if isinstance(command, cmd.DowngradeModel) and not command.model:
         row = rt.store.get_escalation(command.escalation_id)
         agent = rt.agents.get(row.agent_id or "") if row is not None else None
@@ -129,7 +144,7 @@ def _decide(rt: Runtime, command: cmd.Decision) -> Any:
                 f"no free agent {command.to!r} can take over in {thread.id} (unknown, busy, or already in it)"
             )
     try:
-        return rt.escalations.decide(command)
+        return rt.escalations.decide(command, extra)
     except (AlreadyDecided, NotFound) as exc:
         # args[0], not str(): stripping quotes off str() ate the closing quote of "no escalation 'x'"
         raise CommandError(exc.args[0] if exc.args and isinstance(exc.args[0], str) else str(exc)) from None

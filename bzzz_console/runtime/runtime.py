@@ -14,7 +14,7 @@ import asyncio
 import contextlib
 import socket
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from bzzz_console.audit import AuditWriter
 from bzzz_console.config import Settings
@@ -28,6 +28,7 @@ from bzzz_console.runtime.bus import EventBus
 from bzzz_console.runtime.clock import Clock, SystemClock
 from bzzz_console.runtime.conversation import Conversations
 from bzzz_console.runtime.escalations import Escalations
+from bzzz_console.runtime.integrations import Integrations
 from bzzz_console.runtime.llm import LLMBackend, OpenAIBackend
 from bzzz_console.runtime.memory import EpisodeCache
 from bzzz_console.runtime.model import Agent, ThreadState
@@ -39,6 +40,9 @@ from bzzz_console.runtime.specs import AgentSpec, load_specs
 from bzzz_console.runtime.subscriptions import Subscriptions
 from bzzz_console.store.repo import Store
 from bzzz_console.store.tables import AgentRow, TokenUsageRow
+
+if TYPE_CHECKING:
+    from bzzz_console.p2p.service import Network
 
 __all__ = ["CommandError", "Runtime"]
 
@@ -80,6 +84,9 @@ class Runtime(Scheduling):
         self._inbox_task: asyncio.Task[None] | None = None
         self._started = False
         self.audit: AuditWriter | None = None
+        self.network: Network | None = None
+        """The libp2p node and what it shares (``p2p.enabled``); None when this runtime runs alone."""
+        self.integrations = Integrations(self)
 
     # -- lifecycle ----------------------------------------------------------------------------------------
     @property
@@ -138,12 +145,30 @@ class Runtime(Scheduling):
         self._register_fleet()
         self._restore_threads()
         self.escalations.start()
+        if self.settings.p2p.enabled:
+            await self._join_network()
         self._inbox_task = asyncio.create_task(self._inbox_loop(), name="inbox")
+        self.integrations.start()  # SLURP / WHOOSH hooks: nothing runs unless a URL is set
+
+    async def _join_network(self) -> None:
+        from bzzz_console.p2p.service import Network
+
+        network = Network(self)
+        try:
+            await network.start()
+        except BaseException:
+            await network.stop()
+            await self.close("the network did not start")
+            raise
+        self.network = network
 
     async def close(self, reason: str = "stopped") -> None:
         if not self._started:
             return
         self._started = False
+        if self.network is not None:
+            await self.network.stop()
+        await self.integrations.stop()
         if self._inbox_task is not None:
             self._inbox_task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -214,6 +239,7 @@ class Runtime(Scheduling):
         max_tasks: int,
         origin: str,
         publish: bool = True,
+        node_id: str | None = None,
     ) -> Agent:
         """An agent that runs elsewhere (an MCP client, another node): first-class here, invited like any other,
         but it speaks for itself (its turns arrive through bzzz_post)."""
@@ -233,6 +259,7 @@ class Runtime(Scheduling):
                     role=role,
                     model="external",
                     origin=origin,
+                    node_id=node_id,
                     state=AgentState.INITIALIZING.value,
                     capabilities=capabilities,
                     max_tasks=max_tasks,
@@ -248,6 +275,7 @@ class Runtime(Scheduling):
                     role=role,
                     model="external",
                     origin=origin,
+                    node_id=node_id,
                     state=agent.state.value,
                     capabilities=capabilities,
                     max_tasks=max_tasks,
@@ -348,6 +376,11 @@ class Runtime(Scheduling):
     # -- operator commands --------------------------------------------------------------------------------
     async def submit(self, command: cmd.OperatorCommand) -> Any:
         """Apply an operator command; raises CommandError with a clear message when it cannot be applied."""
-        from bzzz_console.runtime.operator import apply_command
+        from bzzz_console.runtime.operator import apply_command, escalation_of
 
+        escalation_id = escalation_of(command)
+        if escalation_id is not None and self.network is not None:
+            row = self.store.get_escalation(escalation_id)
+            if row is not None and row.origin_peer:  # another node's: it decides, we ask and wait
+                return await self.network.escalations.decide_remote(command, row)  # type: ignore[arg-type]
         return apply_command(self, command)

@@ -164,7 +164,7 @@ async def _subscribe(rt: Runtime, ctx: ToolContext, args: SubscribeArgs) -> Tool
 
 
 async def _escalations(rt: Runtime, ctx: ToolContext, args: EscalationsArgs) -> ToolOutcome:
-    from bzzz_console.cli_ops import _row
+    from bzzz_console.reports import escalation_summary
 
     if args.action == "show":
         if not args.escalation_id:
@@ -174,7 +174,7 @@ async def _escalations(rt: Runtime, ctx: ToolContext, args: EscalationsArgs) -> 
             raise ToolError(f"escalation_id: no escalation {args.escalation_id!r}")
         return ToolOutcome(
             {
-                **_row(row),
+                **escalation_summary(row),
                 "default_action": row.default_action,
                 "context": row.context,
                 "decision": row.decision,
@@ -183,7 +183,7 @@ async def _escalations(rt: Runtime, ctx: ToolContext, args: EscalationsArgs) -> 
             ok=True,
         )
     rows = [e for e in rt.store.escalations() if args.include_closed or e.state == "open"]
-    return ToolOutcome({"escalations": [_row(e) for e in rows], "count": len(rows)}, ok=True)
+    return ToolOutcome({"escalations": [escalation_summary(e) for e in rows], "count": len(rows)}, ok=True)
 
 
 async def _decide(rt: Runtime, ctx: ToolContext, args: DecideArgs) -> ToolOutcome:

@@ -20,6 +20,7 @@ from sqlmodel import Session, col, select
 from bzzz_console.domain.threads import MessageType, ThreadMessage
 from bzzz_console.store.engine import make_engine, redact_url, secure_sqlite_file, upgrade
 from bzzz_console.store.escalations import EscalationQueries
+from bzzz_console.store.network import NetworkQueries
 from bzzz_console.store.spend import SpendQueries
 from bzzz_console.store.tables import (
     AgentRow,
@@ -78,7 +79,7 @@ class NotFound(LookupError):
     pass
 
 
-class Store(SpendQueries, EscalationQueries):
+class Store(SpendQueries, EscalationQueries, NetworkQueries):
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
         self._writer: Connection | None = None

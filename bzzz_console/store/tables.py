@@ -141,6 +141,9 @@ class EscalationRow(SQLModel, table=True):
     """What was decided (kind, text, note …), or for an expired one the default action that was applied."""
     applied: bool = Field(default=False, sa_column=Column(Boolean, nullable=False, server_default=false()))
     """Whether the runtime has carried the decision out (a CLI in another process only records it)."""
+    origin_peer: str | None = Field(default=None, max_length=128)
+    """The peer id of the node that raised it and owns its agent; None = raised here. Another node's escalation
+    is a mirror: answering it asks the owner, who applies the decision once and tells every node the outcome."""
 
 
 class TokenUsageRow(SQLModel, table=True):
