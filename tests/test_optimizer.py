@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import re
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -12,6 +13,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from bzzz_console.config import OptimizerSettings
 from bzzz_console.domain.threads import MessageType, ThreadMessage
 from bzzz_console.runtime.optimizer import (
     ContextPlan,
@@ -160,9 +162,83 @@ def test_rounds_closed_by_a_decision_fold_into_one_line() -> None:
     )
     plan = plan_context(messages, token_budget=100_000)
     text = summary_of(plan).content
-    assert "- #2–#6, settled by decision #7: 2 proposals (architect-1); 1 objection (security-1)" in text
+    assert "- #2–#6, settled by decision #7: 2 proposals, 1 objection, 2 agreements" in text
     assert "proposed: proposal number 2" not in text
     assert f"{THREAD}#7" in ids(plan)
+
+
+def test_every_settled_round_folds_into_one_line_naming_its_decisions() -> None:
+    spec: list[tuple[str, MessageType] | tuple[str, MessageType, int]] = []
+    for _ in range(3):  # rounds at 2-5, 6-9, 10-13: proposal, objection, agreement, decision
+        spec += [("architect-1", T.PROPOSAL), ("security-1", T.DISAGREE), ("reviewer-1", T.AGREE)]
+        spec += [("system", T.DECISION)]
+    messages = thread(*spec, ("architect-1", T.PROPOSAL), ("security-1", T.QUESTION), *comments(6))
+    plan = plan_context(messages, token_budget=100_000)
+    text = summary_of(plan).content
+    settled = [line for line in text.splitlines() if "settled by" in line]
+    assert settled == ["- #2–#12, settled by decisions #5, #9, #13: 3 proposals, 3 objections, 3 agreements"]
+    assert all(f"{THREAD}#{n}" in ids(plan) for n in (5, 9, 13))
+
+
+def test_summary_excerpts_end_on_a_word() -> None:
+    words = " ".join(f"word{n:03d}" for n in range(60))
+    messages = thread(("security-1", T.DISAGREE), ("architect-1", T.PROPOSAL), *comments(12))
+    messages[1] = msg(2, "security-1", T.DISAGREE, words)
+    line = next(
+        x
+        for x in summary_of(plan_context(messages, token_budget=100_000)).content.splitlines()
+        if x.startswith("- #2 ")
+    )
+    excerpt = line.split(": ", 1)[1]
+    assert excerpt.endswith("…") and len(excerpt) <= 90
+    assert excerpt[:-1].split(" ")[-1] in words.split(" ")  # the last word is whole
+
+
+# -- decisions that repeat each other ---------------------------------------------------------------------------
+
+AGREED = "Proposed by architect-1; agreed by reviewer-1, security-1."
+FOLLOW_UP = "Follow-up tasks are opened for the implementation and the runbook."
+
+
+def _decided_rounds(n: int) -> list[ThreadMessage]:
+    """``n`` rounds (proposal, agreement, decision) whose decisions end with the same two sentences."""
+    out = [msg(1, "system", T.SYSTEM, "Task: design the limiter. " + "y" * 300)]
+    for r in range(n):
+        out.append(msg(len(out) + 1, "architect-1", T.PROPOSAL))
+        out.append(msg(len(out) + 1, "reviewer-1", T.AGREE, reply_to=len(out)))
+        out.append(
+            msg(len(out) + 1, "system", T.DECISION, f"Decision {r}: use plan {r}. {AGREED}\n\n{FOLLOW_UP}")
+        )
+    return out
+
+
+def test_pinned_decisions_say_repeated_sentences_once() -> None:
+    messages = [*_decided_rounds(3), *(msg(11 + i, "reviewer-1", T.COMMENT) for i in range(8))]
+    plan = plan_context(messages, token_budget=100_000, keep_recent=3, summarize_after=6)
+    sent = {m.id: m for m in plan.history}
+    first, second, third = (sent[f"{THREAD}#{n}"] for n in (4, 7, 10))
+    assert first == messages[3]  # the first statement of the repeated sentences stays verbatim
+    for later, r in ((second, 1), (third, 2)):
+        assert later.type is T.DECISION and later.seq == messages[later.seq - 1].seq
+        assert later.content == f"Decision {r}: use plan {r}. (+ 2 sentences as in decision #4)"
+    text = "\n".join(m.content for m in plan.history)
+    assert text.count(AGREED) == 1 and text.count(FOLLOW_UP) == 1
+    assert plan.sent_tokens == history_tokens(plan.history)
+
+
+def test_recent_decisions_and_unique_ones_stay_verbatim() -> None:
+    messages = _decided_rounds(3)  # the third decision (#10) is in the recent window
+    plan = plan_context(messages, token_budget=100_000, keep_recent=3, summarize_after=6)
+    assert messages[-1] in plan.history
+    assert "as in decision" in next(m for m in plan.history if m.id == f"{THREAD}#7").content
+    distinct = thread(("system", T.DECISION), ("system", T.DECISION), *comments(12))
+    distinct[1:3] = [
+        msg(2, "system", T.DECISION, "Decision: counters live in Redis. Proposed by architect-1."),
+        msg(3, "system", T.DECISION, "Decision: limits come from billing. Proposed by reviewer-1."),
+    ]
+    plan = plan_context(distinct, token_budget=100_000)
+    assert plan.summarized is not None
+    assert distinct[1] in plan.history and distinct[2] in plan.history  # nothing repeated: verbatim
 
 
 # -- what is pinned ------------------------------------------------------------------------------------------
@@ -263,6 +339,37 @@ def test_scripted_fifty_turn_thread_saves_seventy_percent_and_keeps_every_decisi
     assert any(m.type is T.HUMAN for m in plan.history)
 
 
+def test_scripted_thread_with_the_default_settings_keeps_what_agents_need_at_every_turn() -> None:
+    options = OptimizerSettings()
+    messages = scripted_thread()
+    first_decision = next(m for m in messages if m.type is T.DECISION)
+    full = sent = 0
+    for t in range(1, len(messages) + 1):
+        seen = messages[:t]
+        plan = plan_context(
+            seen,
+            token_budget=4000,
+            compress_at=options.compress_at,
+            summarize_after=options.summarize_after,
+            keep_recent=options.keep_recent,
+        )
+        full, sent = full + plan.full_tokens, sent + plan.sent_tokens
+        kept = ids(plan)
+        text = "\n".join(m.content for m in plan.history)
+        for decision in (m for m in seen if m.type is T.DECISION):
+            assert decision.id in kept and all(s in text for s in _sentences(decision.content)), t
+        assert all(q in plan.history for q in open_questions(seen)), t
+        assert [m for m in seen if m.type is T.PROPOSAL][-1:] == [
+            m for m in plan.history if m.type is T.PROPOSAL
+        ][-1:]
+        assert all(m in plan.history for m in seen if m.type is T.HUMAN), t
+        assert plan.history[-options.keep_recent :] == tuple(seen[-options.keep_recent :]), t
+    assert (
+        first_decision.seq < 15 and first_decision in plan.history
+    )  # decided early, verbatim in the last prompt
+    assert 1 - sent / full >= 0.70, (sent, full)  # the issue's target, summed over every turn
+
+
 # -- cheaper models --------------------------------------------------------------------------------------------
 
 LADDER = {"gpt-4o": "gpt-4o-mini", "gpt-4o-mini": "gpt-4o-nano"}
@@ -313,6 +420,15 @@ _KINDS = [T.PROPOSAL, T.AGREE, T.DISAGREE, T.QUESTION, T.ANSWER, T.COMMENT, T.DE
 _AUTHORS = ["architect-1", "reviewer-1", "security-1", "ops"]
 
 
+_DECIDED = [
+    f"Plan {x} is chosen. Proposed by architect-1; agreed by reviewer-1 and security-1." for x in "AB"
+]
+
+
+def _sentences(text: str) -> list[str]:
+    return [s for s in re.split(r"(?<=[.!?])\s+", text.strip()) if s]
+
+
 @st.composite
 def threads(draw: st.DrawFn) -> list[ThreadMessage]:
     n = draw(st.integers(min_value=0, max_value=40))
@@ -320,7 +436,7 @@ def threads(draw: st.DrawFn) -> list[ThreadMessage]:
     for seq in range(2, n + 2):
         kind = draw(st.sampled_from(_KINDS))
         reply = draw(st.one_of(st.none(), st.integers(1, seq - 1))) if kind is T.ANSWER else None
-        text = draw(st.sampled_from(["ok", "a short note", "z" * 250, "long " * 120]))
+        text = draw(st.sampled_from(["ok", "a short note", "z" * 250, "long " * 120, *_DECIDED]))
         out.append(msg(seq, draw(st.sampled_from(_AUTHORS)), kind, text, reply))
     return out
 
@@ -344,9 +460,14 @@ def test_never_drops_a_pinned_message(
     kept = {m.id: m for m in plan.history}
     by_id = {m.id: m for m in messages}
     assert messages[0].id in kept
+    text = "\n".join(m.content for m in plan.history)
     for m in messages:
-        must = m.type in (T.DECISION, T.HUMAN) or m in open_questions(messages)
-        if must:
+        if m.type is T.DECISION:  # kept; sentences repeated from an earlier decision may be said only there
+            sent = kept[m.id]
+            assert m.id in plan.pinned and (sent.seq, sent.type, sent.author) == (m.seq, m.type, m.author)
+            assert sent == m or "as in decision #" in sent.content
+            assert all(s in text for s in _sentences(m.content))
+        elif m.type is T.HUMAN or m in open_questions(messages):
             assert m.id in plan.pinned and kept[m.id] == m
     latest = [m for m in messages if m.type is T.PROPOSAL]
     if latest:
@@ -361,3 +482,41 @@ def test_never_drops_a_pinned_message(
     assert plan == plan_context(
         messages, token_budget=budget, keep_recent=keep_recent, summarize_after=summarize_after
     )
+
+
+# -- the task card -----------------------------------------------------------------------------------------------
+
+
+def test_task_card_leaves_out_the_description_the_opening_already_carries() -> None:
+    from bzzz_console.domain.lifecycle import AgentState
+    from bzzz_console.domain.threads import ThreadStatus
+    from bzzz_console.runtime.model import Agent, Participant, ThreadState
+    from bzzz_console.runtime.prompts import build_messages
+    from bzzz_console.runtime.specs import AgentSpec
+
+    description = "Limit requests per API key across all gateway nodes; bursts are allowed, abuse is not."
+    spec = AgentSpec(role="architect", model="gpt-4o", capabilities=("x",), reasoning_prompts={"system": "S"})
+    agent = Agent("architect-1", spec, "gpt-4o", AgentState.ACTIVE)
+    state = ThreadState(
+        id=THREAD,
+        project="default",
+        topic="Collaborative Review: the limiter",
+        status=ThreadStatus.ACTIVE,
+        participants=[Participant("architect-1", "architect"), Participant("reviewer-1", "reviewer")],
+        messages=[],
+        turn_count=0,
+        created_at=_T0,
+        task={"id": "task-1", "title": "the limiter", "description": description, "priority": "high"},
+    )
+    opening = msg(
+        1, "system", T.SYSTEM, f"Collaborative review of task task-1: the limiter\n\n{description}\n\nGo."
+    )
+    history = [opening, msg(2, "reviewer-1", T.PROPOSAL)]
+    prompt = "\n".join(m.content or "" for m in build_messages(agent, state, history, []))
+    assert prompt.count(description) == 1  # in the opening, not repeated by the card
+    card = build_messages(agent, state, history, [])[-1].content or ""
+    assert "Task task-1: the limiter (priority high)" in card and "opening message #1" in card
+    # without the opening in the history (or with another text in it) the card still carries the description
+    for other in ([history[1]], [msg(1, "system", T.SYSTEM, "Something else."), history[1]]):
+        card = build_messages(agent, state, other, [])[-1].content or ""
+        assert description in card

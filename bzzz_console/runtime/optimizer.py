@@ -4,18 +4,24 @@ turns to a cheaper model.
 ``plan_context`` decides what history a turn's prompt carries. Nothing changes while the history is short. Once
 its estimate passes ``compress_at`` × the token budget, or it holds more than ``summarize_after`` messages, the
 opening message (the task statement) and the last ``keep_recent`` messages stay verbatim and everything between
-is folded into one extractive summary message: one line per proposal, disagreement, question, answer and note,
-and counts for agreements and comments; folded messages that a later decision settled collapse into one tally
-line per decision (the decision itself is pinned). No model is asked to summarize, so the same input always
-gives the same plan.
+is folded into one extractive summary message: everything a decision has since settled becomes ONE tally line
+(which decisions settled it, and counts by kind: the decisions themselves are pinned and say what was agreed, so
+the line stays one line however many rounds the thread has had); after the latest decision, one line per
+proposal, disagreement, question, answer and note (a clipped excerpt), and counts for agreements and comments.
+No model is asked to summarize, so the same input always gives the same plan.
 
-Some messages are *pinned*: kept verbatim, in thread order, even inside the folded span.
+Some messages are *pinned*: kept, in thread order, even inside the folded span.
 
 * every ``decision`` and every human message (type ``human`` or role ``human``);
 * the latest ``proposal`` (what the thread is voting on);
 * every open question. Walking the thread in order, an ``answer`` whose ``reply_to`` names an open question
   closes that question; an ``answer`` without ``reply_to`` closes the most recent open question before it;
   an ``answer`` whose ``reply_to`` names anything else closes nothing. Questions still open at the end are open.
+
+Pinned messages are sent verbatim, with one exception that loses nothing: a pinned decision that repeats whole
+sentences of an earlier decision word for word (who proposed and agreed, the same follow-up note) says so in one
+reference — ``(+ 2 sentences as in decision #13)`` — since that earlier decision is pinned too. The last
+``keep_recent`` messages are always verbatim.
 
 The summary message sits where the first message it folds sat (its ``seq``), so the history stays in ``seq``
 order; unless messages right after the opening are pinned, it comes straight after the opening. If the
@@ -25,14 +31,18 @@ if compressing would not save anything, the full history is sent.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from bzzz_console.domain.threads import HUMAN_ROLE, SYSTEM_AUTHOR, MessageType, ThreadMessage
 from bzzz_console.runtime.prompts import estimate_tokens, format_history_line
 
-EXCERPT_CHARS = 100
+EXCERPT_CHARS = 90
 """How much of a folded message its summary line quotes."""
+REPEAT_MIN_CHARS = 24
+"""Sentences at least this long that a pinned decision repeats word for word from an earlier one are elided."""
+_SENTENCE_END = re.compile(r"(?<=[.!?])\s+")
 
 _VERBS: dict[MessageType, str] = {
     MessageType.PROPOSAL: "proposed",
@@ -72,8 +82,14 @@ def history_tokens(messages: Sequence[ThreadMessage]) -> int:
 
 
 def _clip(text: str, limit: int = EXCERPT_CHARS) -> str:
+    """The start of ``text`` on one line, at most ``limit`` characters, cut at a word boundary when one is near."""
     flat = " ".join(text.split())
-    return flat if len(flat) <= limit else flat[: limit - 1].rstrip() + "…"
+    if len(flat) <= limit:
+        return flat
+    cut = flat[: limit - 1]
+    if not flat[limit - 1].isspace() and " " in cut[limit // 2 :]:
+        cut = cut.rsplit(" ", 1)[0]
+    return cut.rstrip(" ,;:") + "…"
 
 
 def _is_human(message: ThreadMessage) -> bool:
@@ -114,15 +130,16 @@ _NOUNS: dict[MessageType, str] = {
 }
 
 
-def _tally(messages: Sequence[ThreadMessage], kinds: Sequence[MessageType]) -> str:
-    """``"2 proposals (architect-1); 1 objection (security-1)"`` for the ``kinds`` present, in that order."""
+def _tally(messages: Sequence[ThreadMessage], kinds: Sequence[MessageType], *, authors: bool = True) -> str:
+    """``"2 proposals (architect-1); 1 objection (security-1)"`` for the ``kinds`` present, in that order;
+    ``"2 proposals, 1 objection"`` without ``authors``."""
     parts = []
     for kind in kinds:
-        authors = sorted({m.author for m in messages if m.type is kind})
         count = sum(1 for m in messages if m.type is kind)
         if count:
-            parts.append(f"{count} {_NOUNS[kind]}{'s' * (count != 1)} ({', '.join(authors)})")
-    return "; ".join(parts)
+            who = f" ({', '.join(sorted({m.author for m in messages if m.type is kind}))})" if authors else ""
+            parts.append(f"{count} {_NOUNS[kind]}{'s' * (count != 1)}{who}")
+    return ("; " if authors else ", ").join(parts)
 
 
 def _summary_parts(
@@ -130,18 +147,23 @@ def _summary_parts(
 ) -> tuple[str, list[str]]:
     """The header and the summary lines, oldest first.
 
-    Folded messages followed by a decision are *settled*: each run of them closed by the same decision becomes
-    one tally line (the decision itself is pinned and says what was agreed). After the latest decision, every
+    Folded messages older than the latest decision are *settled*: together they become one tally line naming
+    the decisions that closed them (pinned, and they say what was agreed). After the latest decision, every
     proposal, objection, question, answer and note gets its own line; agreements and comments are counted.
     """
     lines: list[str] = []
-    settled_until = 0
-    for decision in decisions:
-        run = [m for m in folded if settled_until < m.seq < decision.seq]
-        settled_until = decision.seq
-        if run:
-            tally = _tally(run, list(_NOUNS))
-            lines.append(f"- #{run[0].seq}–#{run[-1].seq}, settled by decision #{decision.seq}: {tally}")
+    settled_until = decisions[-1].seq if decisions else 0
+    settled = [m for m in folded if m.seq < settled_until]
+    if settled:
+        closing = [
+            d
+            for i, d in enumerate(decisions)
+            if any((decisions[i - 1].seq if i else 0) < m.seq < d.seq for m in settled)
+        ]
+        by = ", ".join(f"#{d.seq}" for d in closing)
+        tally = _tally(settled, list(_NOUNS), authors=False)
+        plural = "s" * (len(closing) != 1)
+        lines.append(f"- #{settled[0].seq}–#{settled[-1].seq}, settled by decision{plural} {by}: {tally}")
     open_part = [m for m in folded if m.seq > settled_until]
     for m in open_part:
         if m.type in (MessageType.AGREE, MessageType.COMMENT):
@@ -154,6 +176,35 @@ def _summary_parts(
     since = f"after decision #{settled_until}: " if settled_until else ""
     header = f"Summary of #{folded[0].seq}–#{folded[-1].seq}" + (f" ({since}{counts})" if counts else "")
     return header + ":", lines
+
+
+def _dedupe_decisions(pinned: Sequence[ThreadMessage]) -> list[ThreadMessage]:
+    """``pinned`` with each decision's sentences that repeat an earlier decision word for word (who proposed
+    and agreed, the same follow-up boilerplate) replaced by one reference to it; the earlier decision is pinned
+    too, so every sentence is still in the prompt, once. Other messages and decisions without repeats as is."""
+    seen: dict[str, int] = {}
+    out: list[ThreadMessage] = []
+    for m in pinned:
+        if m.type is not MessageType.DECISION:
+            out.append(m)
+            continue
+        kept: list[str] = []
+        sources: list[int] = []
+        for sentence in _SENTENCE_END.split(m.content.strip()):
+            source = seen.get(sentence) if len(sentence) >= REPEAT_MIN_CHARS else None
+            if source is None:
+                kept.append(sentence)
+                seen.setdefault(sentence, m.seq)
+            else:
+                sources.append(source)
+        if not sources or not kept:
+            out.append(m)
+            continue
+        where = ", ".join(f"#{n}" for n in sorted(set(sources)))
+        plural = "s" * (len(sources) != 1)
+        text = " ".join([*kept, f"(+ {len(sources)} sentence{plural} as in decision {where})"])
+        out.append(replace(m, content=text, tokens=estimate_tokens(text)))
+    return out
 
 
 def _summary_message(folded: Sequence[ThreadMessage], text: str) -> ThreadMessage:
@@ -195,8 +246,9 @@ def plan_context(
     seq_of = {m.id: m.seq for m in messages}
     decisions = [m for m in messages if m.type is MessageType.DECISION]
     header, lines = _summary_parts(folded, decisions, seq_of)
-    before = [m for m in span if m.id in must_keep and m.seq < folded[0].seq]
-    after = [m for m in span if m.id in must_keep and m.seq > folded[0].seq]
+    kept = _dedupe_decisions([m for m in span if m.id in must_keep])
+    before = [m for m in kept if m.seq < folded[0].seq]
+    after = [m for m in kept if m.seq > folded[0].seq]
     head = (messages[0], *before)
     tail = (*after, *messages[recent_from:])
     kept_tokens = history_tokens(head) + history_tokens(tail)

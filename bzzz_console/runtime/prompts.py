@@ -61,15 +61,21 @@ def build_system_prompt(
     return "\n".join(parts)
 
 
-def format_task(agent: Agent, thread: ThreadState) -> str:
+def format_task(agent: Agent, thread: ThreadState, history: Sequence[ThreadMessage] = ()) -> str:
+    """The closing card of a turn. The task's description is left out when the opening message in ``history``
+    (the thread's statement, which every compression keeps) already says it word for word: once a prompt."""
     task = thread.task
     lines = [f"It is your turn, {agent.id}."]
     if task:
         lines.append(
             f"Task {task.get('id', '')}: {task.get('title', thread.topic)} (priority {task.get('priority', 'medium')})"
         )
-        if task.get("description"):
-            lines.append(str(task["description"]))
+        description = str(task.get("description") or "").strip()
+        opening = history[0] if history and history[0].seq == 1 else None
+        if description and opening is not None and description in opening.content:
+            lines.append(f"(Its description is in the opening message #{opening.seq} above.)")
+        elif description:
+            lines.append(description)
     if agent.inbox:  # delivered once: the agent reads its messages at the top of its next turn
         lines.append("Messages addressed to you:\n" + "\n".join(f"- {m}" for m in agent.inbox))
         agent.inbox.clear()
@@ -97,7 +103,7 @@ def build_messages(
     for message in history:
         role: ChatRole = "assistant" if message.author == agent.id else "user"
         messages.append(ChatMessage(role, clean(format_history_line(message))))
-    messages.append(ChatMessage("user", clean(format_task(agent, thread))))
+    messages.append(ChatMessage("user", clean(format_task(agent, thread, history))))
     return messages
 
 
