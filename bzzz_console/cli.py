@@ -52,8 +52,11 @@ def _register_ops() -> None:
 
 def _register_keys() -> None:
     from bzzz_console.cli_keys import key_app
+    from bzzz_console.cli_tasks import task_add, task_list
 
     app.add_typer(key_app, name="key")
+    task_app.command("add")(task_add)
+    task_app.command("list")(task_list)
 
 
 DbOption = Annotated[
@@ -83,11 +86,12 @@ def _errors() -> Iterator[None]:
     except ConfigError as exc:
         _fail(str(exc), 2)
     except Exception as exc:
+        from bzzz_console.p2p.bridge import P2PError
         from bzzz_console.runtime.runtime import CommandError
         from bzzz_console.store.engine import DatabaseError
         from bzzz_console.store.repo import NotFound
 
-        if isinstance(exc, DatabaseError | NotFound | CommandError):
+        if isinstance(exc, DatabaseError | NotFound | CommandError | P2PError):
             # args[0], not str(): str() of a KeyError quotes its message, and stripping quotes would eat the
             # closing quote of a name inside it ("no thread 'nope'").
             _fail(exc.args[0] if exc.args and isinstance(exc.args[0], str) else str(exc))
@@ -124,6 +128,28 @@ ReadonlyOption = Annotated[
     bool, typer.Option("--readonly", help="Console only watches: no decisions, posts or tasks.")
 ]
 SeedOption = Annotated[int | None, typer.Option("--seed", help="Seed of the demo model.")]
+ListenOption = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--listen", help="Join the P2P network, listening here (repeat), e.g. /ip4/0.0.0.0/tcp/4001."
+    ),
+]
+PeerOption = Annotated[
+    list[str] | None,
+    typer.Option("--peer", help="Join the P2P network through this peer (repeat): /ip4/…/tcp/N/p2p/<id>."),
+]
+
+
+def _p2p_overrides(listen: list[str] | None, peer: list[str] | None) -> dict[str, Any]:
+    """--listen / --peer turn networking on (settings: [p2p])."""
+    out: dict[str, Any] = {}
+    if listen:
+        out.update(p2p__enabled=True, p2p__listen=listen)
+    if peer:
+        out.update(p2p__enabled=True, p2p__peers=peer)
+    return out
+
+
 McpPortOption = Annotated[
     int | None,
     typer.Option("--mcp-port", help="Also serve MCP over HTTP on 127.0.0.1:PORT.", min=1, max=65535),
@@ -140,12 +166,15 @@ def root(
     readonly: ReadonlyOption = False,
     seed: SeedOption = None,
     mcp_port: McpPortOption = None,
+    listen: ListenOption = None,
+    peer: PeerOption = None,
     db: DbOption = None,
     config: ConfigOption = None,
 ) -> None:
     """Without a command: open the operator console (the demo model plays the team when no API key is set)."""
     if ctx.invoked_subcommand is None:
-        _console(demo=demo, readonly=readonly, seed=seed, db=db, config=config, mcp_port=mcp_port)
+        p2p = _p2p_overrides(listen, peer)
+        _console(demo=demo, readonly=readonly, seed=seed, db=db, config=config, mcp_port=mcp_port, p2p=p2p)
 
 
 def _console(
@@ -156,11 +185,12 @@ def _console(
     db: str | None,
     config: Path | None,
     mcp_port: int | None = None,
+    p2p: dict[str, Any] | None = None,
 ) -> NoReturn:
     from bzzz_console.logs import configure_logging
 
     with _errors():
-        settings = _settings(config, db, demo__seed=seed)
+        settings = _settings(config, db, demo__seed=seed, **(p2p or {}))
         configure_logging(settings)  # before mcp/uvicorn can install a handler that writes into the TUI
         if demo:
             from bzzz_console.headless import seed_demo_tasks
@@ -185,108 +215,23 @@ def run(
     readonly: ReadonlyOption = False,
     seed: SeedOption = None,
     mcp_port: McpPortOption = None,
+    listen: ListenOption = None,
+    peer: PeerOption = None,
     db: DbOption = None,
     config: ConfigOption = None,
 ) -> None:
     """Run the agent runtime: the console, or --headless with JSON events on stdout."""
+    p2p = _p2p_overrides(listen, peer)
     if not headless:
-        _console(demo=demo, readonly=readonly, seed=seed, db=db, config=config, mcp_port=mcp_port)
+        _console(demo=demo, readonly=readonly, seed=seed, db=db, config=config, mcp_port=mcp_port, p2p=p2p)
     from bzzz_console.logs import configure_logging
 
     with _errors():
-        settings = _settings(config, db, demo__seed=seed)
+        settings = _settings(config, db, demo__seed=seed, **p2p)
         configure_logging(settings)
         from bzzz_console.headless import run_headless
 
         raise typer.Exit(asyncio.run(run_headless(settings, demo=demo, exit_when_idle=exit_when_idle)))
-
-
-class Priority(StrEnum):
-    low = "low"
-    medium = "medium"
-    high = "high"
-    urgent = "urgent"
-
-
-@task_app.command("add")
-def task_add(
-    title: Annotated[str, typer.Argument(help="What needs doing.")],
-    description: Annotated[str, typer.Option("--description", "-d", help="Details for the agents.")] = "",
-    role: Annotated[
-        list[str] | None,
-        typer.Option("--role", "-r", help="Required role (repeat); default architect+reviewer."),
-    ] = None,
-    priority: Annotated[Priority, typer.Option("--priority", "-p")] = Priority.medium,
-    project: Annotated[
-        str | None, typer.Option("--project", help="Project (default: runtime.project).")
-    ] = None,
-    as_json: JsonOption = False,
-    db: DbOption = None,
-    config: ConfigOption = None,
-) -> None:
-    """Add a task; a running node picks it up within a second."""
-    with _errors():
-        if not title.strip():
-            _fail("the task title is empty", 2)
-        settings = _settings(config, db)
-        from bzzz_console.resources import agents_dir
-        from bzzz_console.runtime.specs import load_specs
-
-        known = load_specs(settings.runtime.agents_dir or agents_dir())
-        roles = role or ["architect", "reviewer"]
-        unknown = [r for r in roles if not any(spec.answers_to(r) for spec in known.values())]
-        if unknown:
-            _fail(f"unknown role(s) {', '.join(unknown)}; known roles: {', '.join(sorted(known))}", 2)
-        from bzzz_console.redaction import redactor_for
-        from bzzz_console.store.repo import Store
-
-        redact = redactor_for(settings.security)
-        store = Store.open(settings.database_url())
-        task = store.add_task(
-            title=redact.redact(title.strip(), "store"),
-            description=redact.redact(description, "store"),
-            roles=roles,
-            priority=priority.value,
-            project=project or settings.runtime.project,
-        )
-        store.close()
-        if as_json:
-            _emit_json(
-                {
-                    "id": task.id,
-                    "title": task.title,
-                    "roles": task.roles,
-                    "priority": task.priority,
-                    "project": task.project,
-                    "status": task.status,
-                }
-            )
-        else:
-            typer.echo(task.id)
-
-
-@task_app.command("list")
-def task_list(as_json: JsonOption = False, db: DbOption = None, config: ConfigOption = None) -> None:
-    """List tasks."""
-    with _errors():
-        store = _store(config, db)
-        rows = [
-            {
-                "id": t.id,
-                "title": t.title,
-                "status": t.status,
-                "priority": t.priority,
-                "roles": t.roles,
-                "project": t.project,
-                "thread_id": t.thread_id,
-            }
-            for t in store.tasks()
-        ]
-        store.close()
-        if as_json:
-            _emit_json(rows)
-        else:
-            _table(rows, ["id", "priority", "status", "thread_id", "title"])
 
 
 @agents_app.command("list")

@@ -186,6 +186,21 @@ class P2PSettings(_Section):
     rate_per_s: float = Field(50.0, gt=0)
     """Messages per second accepted from one peer (token bucket, burst twice that); more are dropped."""
 
+    @field_validator("listen", "peers")
+    @classmethod
+    def _multiaddrs(cls, value: list[str], info: Any) -> list[str]:
+        """A quick shape check without loading libp2p (the node checks the rest when it starts)."""
+        peers = info.field_name == "peers"
+        for parts in (text.strip().split("/") for text in value):
+            ok = len(parts) == (7 if peers else 5) and parts[0] == "" and parts[1] in ("ip4", "ip6", "dns4")
+            if not (ok and parts[3] == "tcp" and parts[4].isdigit() and (not peers or parts[5] == "p2p")):
+                like = "/ip4/10.0.0.5/tcp/4001/p2p/12D3KooW…" if peers else "/ip4/0.0.0.0/tcp/4001"
+                text = "/".join(parts)
+                raise PydanticCustomError(
+                    "multiaddr", "expected an address like {like}, got '{text}'", locals()
+                )
+        return [text.strip() for text in value]
+
 
 class IntegrationsSettings(_Section):
     slurp_url: str | None = None

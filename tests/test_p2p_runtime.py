@@ -9,6 +9,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
+import signal
+import socket
+import subprocess
 import threading
 import time
 from collections.abc import AsyncIterator, Callable
@@ -17,13 +21,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from test_escalations import Node, Script, escalated_script, node
+from test_escalations import BIN, Node, Script, escalated_script, make_env, node
 
+from bzzz_console.config import ConfigError, load_settings
 from bzzz_console.domain import commands as cmd
 from bzzz_console.domain import events as ev
 from bzzz_console.domain.addresses import parse_address
 from bzzz_console.domain.lifecycle import AgentState
-from bzzz_console.p2p.node import NodeConfig, P2PNode
+from bzzz_console.p2p.node import NodeConfig, P2PError, P2PNode
 from bzzz_console.p2p.signing import SignatureError, public_key_of_peer, sign, verify
 from bzzz_console.p2p.tasks import network_task_id
 from bzzz_console.p2p.wire import MessageType, WireMessage
@@ -301,7 +306,89 @@ async def test_nodes_stop_cleanly_with_no_stray_threads(tmp_path: Path) -> None:
     )
 
 
-async def test_a_bad_listen_address_fails_the_start_with_one_clear_line(tmp_path: Path) -> None:
-    with pytest.raises(Exception, match="bad listen address 'tcp:4001'"):
-        async with node(tmp_path, Script(), p2p={**LOOPBACK, "listen": ["tcp:4001"]}):
-            pass
+async def test_a_taken_port_fails_the_start_with_one_clear_line_and_nothing_left_running(
+    tmp_path: Path,
+) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        with pytest.raises(P2PError, match=f"cannot listen on /ip4/127.0.0.1/tcp/{port}: the port is in use"):
+            async with node(tmp_path, Script(), p2p={**LOOPBACK, "listen": [f"/ip4/127.0.0.1/tcp/{port}"]}):
+                pass
+    assert not [t for t in threading.enumerate() if t.name.startswith("bzzz-p2p")]
+
+
+def test_a_malformed_address_in_the_config_file_names_the_key_and_the_file(tmp_path: Path) -> None:
+    config = tmp_path / "bzzz.toml"
+    config.write_text('[p2p]\nenabled = true\npeers = ["/ip4/10.0.0.5/tcp/4001"]\n')
+    with pytest.raises(ConfigError) as caught:
+        load_settings(config, environ={})
+    message = str(caught.value)
+    assert "p2p.peers" in message and str(config) in message and "/p2p/12D3KooW" in message
+
+
+# -- the installed command ----------------------------------------------------------------------------------------
+
+
+class Headless:
+    """``bzzz-console run --headless`` in its own folder, its JSON events read line by line."""
+
+    def __init__(self, root: Path, *args: str) -> None:
+        root.mkdir()
+        argv = [str(BIN), "run", "--headless", "--db", f"sqlite:///{root / 'bzzz.db'}", *args]
+        self.proc = subprocess.Popen(
+            argv, env=make_env(root), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        )
+        self.events: list[dict[str, Any]] = []
+
+    def wait_for(self, check: Callable[[dict[str, Any]], bool], what: str) -> dict[str, Any]:
+        assert self.proc.stdout is not None
+        deadline = time.monotonic() + DEADLINE_S
+        while time.monotonic() < deadline:
+            line = self.proc.stdout.readline()
+            if not line:
+                break
+            event = json.loads(line)
+            self.events.append(event)
+            if check(event):
+                return event
+        raise AssertionError(
+            f"no {what} (exit {self.proc.poll()}): {self.proc.stderr.read() if self.proc.poll() is not None and self.proc.stderr else ''}"
+        )
+
+    def stop(self) -> int:
+        """SIGTERM, then the rest of its output; its exit code."""
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            out, _ = self.proc.communicate(timeout=30)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            raise
+        self.events += [json.loads(line) for line in out.splitlines() if line.strip()]
+        return self.proc.returncode
+
+
+def test_two_headless_nodes_join_with_listen_and_peer(tmp_path: Path) -> None:
+    a = Headless(tmp_path / "a", "--listen", "/ip4/127.0.0.1/tcp/0")
+    b: Headless | None = None
+    try:
+        status = a.wait_for(lambda e: e["kind"] == "network_status", "network status on A")
+        assert status["addrs"] and status["addrs"][0].endswith("/p2p/" + status["peer_id"])
+        b = Headless(tmp_path / "b", "--peer", status["addrs"][0], "--listen", "/ip4/127.0.0.1/tcp/0")
+        joined_b = b.wait_for(
+            lambda e: e["kind"] == "network_status" and e["peers"] >= 1 and e["remote_agents"] >= 5,
+            "A's agents on B",
+        )
+        assert joined_b["peer_id"] != status["peer_id"]
+        registered = [e for e in b.events if e["kind"] == "agent_registered" and e.get("origin") == "remote"]
+        assert {e["agent_id"].rsplit(".", 1)[1] for e in registered} == {status["peer_id"][-6:]}
+        assert b.stop() == 0
+        assert b.events[-1]["kind"] == "runtime_stopped" or (
+            b.proc.stdout and "runtime_stopped" in b.proc.stdout.read()
+        )
+        assert a.stop() == 0
+    finally:
+        for each in (a, b):
+            if each is not None and each.proc.poll() is None:
+                each.proc.kill()

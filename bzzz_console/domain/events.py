@@ -275,6 +275,8 @@ class NetworkStatus(Event):
 
     kind: Literal["network_status"] = "network_status"
     peer_id: str
+    addrs: tuple[str, ...]
+    """Where other nodes reach this one (``--peer`` takes one of these)."""
     peers: int
     """Connected peers."""
     remote_agents: int

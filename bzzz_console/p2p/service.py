@@ -105,6 +105,7 @@ class Network:
         ]
         self.queue(MessageType.CAPABILITY_BROADCAST, self.capabilities())
         self.queue(MessageType.AVAILABILITY_BROADCAST, self.availability())
+        self._publish_status()  # says at once where this node listens
 
     async def stop(self) -> None:
         if self._untap is not None:
@@ -261,6 +262,7 @@ class Network:
             self.rt.publish(
                 ev.NetworkStatus(
                     peer_id=self.peer_id,
+                    addrs=tuple(self.node.addrs),
                     peers=status[0],
                     remote_agents=remote,
                     rate_in_per_s=status[2],
