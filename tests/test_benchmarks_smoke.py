@@ -54,3 +54,19 @@ def test_quick_benchmark_prints_json_with_the_three_sections() -> None:
     assert (
         fleet["threads_closed"] + fleet["threads_waiting_human"] + fleet["threads_stalled"] == fleet["tasks"]
     )
+
+
+def test_quick_p2p_benchmark_times_a_cross_node_escalation_with_both_stores_agreeing() -> None:
+    done = subprocess.run(
+        [sys.executable, str(SCRIPT.with_name("p2p.py")), "--quick", "--json-only"],
+        capture_output=True,
+        text=True,
+        timeout=110,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    result = json.loads(done.stdout)
+    assert result["sequential"]["dropped"] == 0 and result["pipelined"]["dropped"] == 0
+    escalation = result["escalation"]
+    assert escalation["round_trip"]["n"] == 5 and _number(escalation["round_trip"]["p95_ms"])
+    assert escalation["answer_confirmed"]["n"] == 5
+    assert escalation["stores_agree"] is True and isinstance(escalation["ok"], bool)
