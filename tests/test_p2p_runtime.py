@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from test_escalations import BIN, Node, Script, escalated_script, make_env, node
+from test_escalations import BIN, Node, Script, escalated_script, make_env, node, post
 
 from bzzz_console.config import ConfigError, load_settings
 from bzzz_console.domain import commands as cmd
@@ -119,7 +119,7 @@ async def test_agents_of_another_node_are_visible_and_follow_its_states(tmp_path
             agent["agent_id"] for agent in lookup_agents(b.rt, parse_address("bzzz://architect@*"), None)
         }
         assert name in found and "architect-1" in found
-        assert not remote.can_join  # it takes no turns in B's threads
+        assert remote.can_join and not remote.picked_automatically  # invited by name only
         a.rt.transition(a.rt.agents["architect-1"], AgentState.ACTIVE, None, "test")
         await eventually(lambda: remote.state is AgentState.ACTIVE, "A's architect active on B")
         assert b.rt.network is not None
@@ -131,6 +131,25 @@ async def test_agents_of_another_node_are_visible_and_follow_its_states(tmp_path
             lambda: [e for e in b.of(ev.NetworkStatus) if e.remote_agents == 2], "status"
         )
         assert status[-1].peers == 1
+
+
+async def test_an_agent_of_another_node_invited_by_name_takes_its_turn_there(tmp_path: Path) -> None:
+    host_script = Script(architect_1=[post("proposal", "Cache reads for 5 minutes.")])
+    async with joined(tmp_path, "a", host_script) as a, joined(tmp_path, "b", Script(), a) as b:
+        guest = f"reviewer-1.{peer(b)[-6:]}"
+        await eventually(lambda: guest in a.rt.agents, "B's reviewer on A")
+        thread = a.rt.conversations.create_thread("Cache policy", ["architect-1", guest], None)
+        closed = lambda: a.rt.store.get_thread(thread.id).status == "closed"  # noqa: E731
+        await eventually(closed, "consensus on A's thread")
+        on_a = [(m.author, m.type) for m in a.messages(thread.id)]
+        assert ("architect-1", "proposal") in on_a and (guest, "agree") in on_a
+        assert a.rt.store.get_thread(thread.id).outcome == "consensus"
+        mirror = f"{thread.id}.{peer(a)[-6:]}"
+        await eventually(lambda: b.rt.store.get_thread(mirror).status == "closed", "B's mirror closed")
+        on_b = [(m.author, m.type) for m in b.messages(mirror)]
+        assert (f"architect-1.{peer(a)[-6:]}", "proposal") in on_b and ("reviewer-1", "agree") in on_b
+        assert [t.agent for t in b.script.turns] == ["reviewer-1"]  # B's model spoke once, for its own agent
+        assert b.rt.agents["reviewer-1"].state is not AgentState.COLLABORATING
 
 
 async def test_an_escalation_raised_on_a_is_answered_on_b_and_applied_once_by_a(tmp_path: Path) -> None:

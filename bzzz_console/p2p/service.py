@@ -28,6 +28,7 @@ from bzzz_console.domain.threads import ThreadStatus
 from bzzz_console.p2p.escalation_sync import EscalationSync
 from bzzz_console.p2p.node import NodeConfig, P2PError, P2PNode
 from bzzz_console.p2p.tasks import TaskExchange
+from bzzz_console.p2p.threads import ThreadSync
 from bzzz_console.p2p.wire import MessageType, WireMessage
 
 if TYPE_CHECKING:
@@ -69,6 +70,7 @@ class Network:
         self.handler_errors = 0
         self.escalations = EscalationSync(self)
         self.tasks = TaskExchange(self)
+        self.threads = ThreadSync(self)
         self._outbox: asyncio.Queue[tuple[MessageType, dict[str, Any]]] = asyncio.Queue()
         self._loops: list[asyncio.Task[None]] = []
         self._untap: Callable[[], None] | None = None
@@ -99,6 +101,7 @@ class Network:
         self.peer_id = self.node.peer_id
         await self.node.start()
         self._untap = self.rt.bus.tap(self._on_event)
+        self.threads.start()
         self._loops = [
             asyncio.create_task(self._sender(), name="p2p sender"),
             asyncio.create_task(self._periodic(), name="p2p periodic"),
@@ -116,6 +119,7 @@ class Network:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         self._loops = []
+        await self.threads.stop()
         self.escalations.close()
         if self.node is not None:
             await self.node.stop()
@@ -205,6 +209,7 @@ class Network:
             else:
                 self.escalations.on_event(event)
                 self.tasks.on_event(event)
+                self.threads.on_event(event)
         except Exception:
             log.exception("the network could not forward %s", getattr(event, "kind", event))
 
@@ -300,6 +305,7 @@ class Network:
             MessageType.ESCALATION_DECISION: self.escalations.on_decision,
             MessageType.TASK_ANNOUNCEMENT: self.tasks.on_announcement,
             MessageType.TASK_CLAIM: self.tasks.on_claim,
+            MessageType.THREAD_MESSAGE: self.threads.on_message,
         }
 
     def _on_capabilities(self, data: dict[str, Any], author: str) -> None:

@@ -115,7 +115,7 @@ def replacement_for(rt: Runtime, thread: ThreadState, to: str) -> Agent | None:
         candidates = [
             a
             for a in rt.agents.values()
-            if a.spec.answers_to(to) and a.can_join and a.id not in thread.participant_ids
+            if a.spec.answers_to(to) and a.picked_automatically and a.id not in thread.participant_ids
         ]
         replacement = min(candidates, key=lambda a: (a.load, a.id), default=None)
     if replacement is None or replacement.id in thread.participant_ids or not replacement.can_join:

@@ -68,7 +68,7 @@ class Membership:
                 free = [
                     a
                     for a in self.rt.agents.values()
-                    if a.spec.answers_to(name) and a.can_join and a not in chosen
+                    if a.spec.answers_to(name) and a.picked_automatically and a not in chosen
                 ]
                 agent = min(free, key=lambda a: (a.load, a.id), default=None)
             if agent is None:
@@ -138,7 +138,7 @@ class Membership:
         free = [
             a
             for a in self.rt.agents.values()
-            if wanted(a) and a.can_join and a.id not in thread.participant_ids
+            if wanted(a) and a.picked_automatically and a.id not in thread.participant_ids
         ]
         agent = min(free, key=lambda a: (a.load, a.id), default=None)
         if agent is None:

@@ -50,11 +50,16 @@ class Agent:
     @property
     def can_join(self) -> bool:
         return (
-            self.origin != "remote"  # another node's agent takes no turns in our threads (yet): never seat it
-            and not self.paused
+            not self.paused
             and self.load < self.spec.max_tasks
             and self.state in (AgentState.IDLE, AgentState.ACTIVE, AgentState.COLLABORATING)
         )
+
+    @property
+    def picked_automatically(self) -> bool:
+        """Free, and chosen by role: another node's agent joins a thread here only when it is named (its turns
+        travel over the network), never as the least loaded of a role."""
+        return self.can_join and self.origin != "remote"
 
 
 @dataclass
