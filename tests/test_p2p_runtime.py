@@ -272,6 +272,7 @@ async def test_a_forged_decision_is_dropped_and_applies_nothing(tmp_path: Path) 
         await eventually(lambda: [e for e in a.of(ev.ErrorRaised) if "signature" in e.message], "the drop")
         owner = a.rt.store.get_escalation(esc)
         assert owner is not None and owner.state == "open"
+        assert a.rt.network is not None and a.rt.network.snapshot()["rejected"]["bad_signature"] == 1
 
 
 async def test_a_task_announced_on_the_network_is_taken_on_and_claimed(tmp_path: Path) -> None:

@@ -168,6 +168,7 @@ class EscalationSync:
         try:
             verify(data, author)
         except SignatureError as exc:
+            self.net.dropped["bad_signature"] += 1
             self.net.show_error(f"dropped an escalation decision from {author}: {exc}")
             return
         status = data.get("status", "request")

@@ -68,6 +68,8 @@ class Network:
         self.nodes: dict[str, RemoteNode] = {}
         self.received_by_type: Counter[str] = Counter()
         self.handler_errors = 0
+        self.dropped: Counter[str] = Counter()
+        """Messages admitted by the node but refused by their handler (e.g. ``bad_signature``), by reason."""
         self.escalations = EscalationSync(self)
         self.tasks = TaskExchange(self)
         self.threads = ThreadSync(self)
@@ -388,8 +390,11 @@ class Network:
             {"peer_id": p, "connected": True, "agents": 0, "load": None, "status": None, "last_seen_s": None}
             for p in sorted(connected - set(self.nodes))
         ]
+        rejected = Counter(stats.get("rejected", {})) + self.dropped
         return {
             **stats,
+            "rejected": dict(rejected),
+            "rejected_total": sum(rejected.values()),
             "addrs": list(self.node.addrs) if self.node is not None else [],
             "peer_list": peers,
             "received_by_type": dict(self.received_by_type),
