@@ -105,6 +105,26 @@ def test_a_signed_payload_verifies_with_the_peer_id_alone_and_tampering_is_caugh
         public_key_of_peer("12D3KooW0OIl")
 
 
+def test_a_remote_decision_becomes_the_owners_command_or_a_clear_error() -> None:
+    from bzzz_console.p2p.escalation_sync import command_from
+    from bzzz_console.store.tables import EscalationRow
+
+    row = EscalationRow(id="esc-1", agent_id="reviewer-1", rule="r", reason="why")
+
+    def decision(kind: str, **details: Any) -> dict[str, Any]:
+        return {"decision": kind, "by": "bob", "details": details}
+
+    moved = command_from(decision("reassign", to="reviewer-2.ABCDEF"), row, "12D3KooWpeerXYZ", "ABCDEF")
+    assert isinstance(moved, cmd.Reassign) and moved.to == "reviewer-2" and moved.operator == "bob via eerXYZ"
+    assert command_from(decision("reassign", to="architect"), row, "p", "ABCDEF").to == "architect"  # type: ignore[union-attr]
+    ended = command_from(decision("terminate"), row, "p", "ABCDEF")
+    assert isinstance(ended, cmd.Terminate) and ended.agent_id == "reviewer-1"
+    with pytest.raises(ValueError, match="amount_usd: must be a number"):
+        command_from(decision("raise_budget", amount_usd="lots"), row, "p", "ABCDEF")
+    with pytest.raises(ValueError, match="unknown decision 'launch'"):
+        command_from(decision("launch"), row, "p", "ABCDEF")
+
+
 # -- two and three runtimes -----------------------------------------------------------------------------------------
 
 

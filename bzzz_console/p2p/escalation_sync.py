@@ -33,6 +33,7 @@ DETAILS = ("note", "reason", "text", "to", "amount_usd", "model")
 OUTCOME_OF_STATE = {"answered": "applied", "expired": "expired", "cancelled": "cancelled"}
 STATE_OF_OUTCOME = {v: k for k, v in OUTCOME_OF_STATE.items()}
 GREET_WINDOW_S = 24 * 3600
+GREET_LIMIT = 20
 
 
 def _stamp(when: datetime | None) -> str | None:
@@ -113,10 +114,13 @@ class EscalationSync:
 
     def greet(self) -> None:
         """A peer joined (new, or restarted): send our open escalations and the last day's outcomes again."""
-        now = datetime.now(UTC)
-        for row in self.rt.store.escalations():
+        now, sent = datetime.now(UTC), 0
+        for row in sorted(self.rt.store.escalations(), key=lambda r: utc(r.created_at), reverse=True):
             if row.origin_peer:
                 continue
+            if sent >= GREET_LIMIT:
+                break  # peers accept ~50 messages/s from one node: the most recent ones matter most
+            sent += 1
             if row.state == "open" or (row.state == "expired" and row.default_action == "hold"):
                 self.net.queue(MessageType.ESCALATION_TRIGGER, self.trigger(row))
                 if row.state == "expired":
@@ -199,7 +203,7 @@ class EscalationSync:
                 )
             if self.rt.settings.security.readonly:
                 raise CommandError(f"node {self.net.peer_id} is read-only: it takes no decisions")
-            command = command_from(data, row, author)
+            command = command_from(data, row, author, self.net.peer_id[-6:])
             extra = {
                 "peer": author,
                 "request_id": request_id,
@@ -313,7 +317,7 @@ class EscalationSync:
             self.pending.pop(request_id, None)
 
 
-def command_from(data: dict[str, Any], row: EscalationRow, author: str) -> cmd.Decision:
+def command_from(data: dict[str, Any], row: EscalationRow, author: str, own_suffix: str) -> cmd.Decision:
     """The operator command a remote decision stands for; ValueError naming the field otherwise."""
     details = data.get("details") if isinstance(data.get("details"), dict) else {}
     details = details or {}
@@ -332,8 +336,10 @@ def command_from(data: dict[str, Any], row: EscalationRow, author: str) -> cmd.D
         return cmd.Reject(escalation_id=esc, reason=text("reason"), operator=operator)
     if kind == "reply":
         return cmd.Reply(escalation_id=esc, text=text("text"), operator=operator)
-    if kind == "reassign":
-        return cmd.Reassign(escalation_id=esc, to=text("to"), operator=operator)
+    if kind == "reassign":  # the decider names our agents as it knows them: ``<id>.<our suffix>``
+        return cmd.Reassign(
+            escalation_id=esc, to=text("to").removesuffix(f".{own_suffix}"), operator=operator
+        )
     if kind == "raise_budget":
         amount = details.get("amount_usd")
         if not isinstance(amount, int | float) or isinstance(amount, bool):
