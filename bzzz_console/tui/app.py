@@ -33,6 +33,7 @@ class BzzzApp(App[int]):
     COMMANDS = App.COMMANDS | {FleetCommands}
     BINDINGS: ClassVar[list[Any]] = [
         Binding("question_mark", "help", "help", id="app.help"),
+        Binding("N", "network", "network: peers, topics, rejected", show=False, id="app.network"),
         Binding("ctrl+q", "quit", "quit", id="app.quit", priority=True),
     ]
 
@@ -177,9 +178,13 @@ class BzzzApp(App[int]):
             screen.refresh_panes(touched)
             return
         from bzzz_console.tui.escalation_screen import EscalationScreen
+        from bzzz_console.tui.network_screen import NetworkScreen
         from bzzz_console.tui.thread_screen import ThreadScreen
 
-        if isinstance(screen, ThreadScreen) and (
+        if isinstance(screen, NetworkScreen):
+            if touched & {"network", "status"}:
+                screen.refresh_network()
+        elif isinstance(screen, ThreadScreen) and (
             f"thread:{screen.thread_id}" in touched or "agents" in touched
         ):
             screen.refresh_thread()
@@ -216,6 +221,12 @@ class BzzzApp(App[int]):
             await self.push_screen(EscalationScreen(escalation_id))
 
         self.run_worker(load_and_show(), group="navigate")
+
+    def action_network(self) -> None:
+        from bzzz_console.tui.network_screen import NetworkScreen
+
+        if not isinstance(self.screen, NetworkScreen):
+            self.push_screen(NetworkScreen())
 
     def action_help(self) -> None:
         from bzzz_console.tui.help_screen import HelpScreen

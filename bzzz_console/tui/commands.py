@@ -1,4 +1,4 @@
-"""Command palette providers: go to a thread, agent or escalation; new task; pause or resume an agent."""
+"""Command palette providers: go to a thread, agent or escalation; new task; network; pause or resume an agent."""
 
 from __future__ import annotations
 
@@ -15,7 +15,10 @@ class FleetCommands(Provider):
     def _choices(self) -> list[tuple[str, str, object]]:
         app: BzzzApp = self.app  # type: ignore[assignment]
         view = app.view
-        out: list[tuple[str, str, object]] = [("New task…", "add a task for the fleet", app.action_new_task)]
+        out: list[tuple[str, str, object]] = [
+            ("New task…", "add a task for the fleet", app.action_new_task),
+            ("Network", "peers, topics, message rates, rejected messages (N)", app.action_network),
+        ]
         for e in view.open_escalations():
             out.append(
                 (

@@ -34,7 +34,7 @@ class HelpScreen(ModalScreen[None]):
             )
             yield Static(table)
             yield Static(
-                "ctrl+p: command palette — go to a thread, agent or escalation; new task; pause/resume",
+                "ctrl+p: command palette — go to a thread, agent or escalation; new task; network; pause/resume",
                 classes="dialog-hint",
             )
 

@@ -8,6 +8,7 @@ from textual.containers import Vertical
 from textual.widgets import Sparkline, Static
 
 from bzzz_console.tui import clock
+from bzzz_console.tui.tables import short_peer
 from bzzz_console.tui.view import FleetView
 
 
@@ -29,9 +30,10 @@ class StatusLine(Static):
         status, spend = view.status, view.spend
         text = Text()
         text.append(" bzzz-console ", style="bold reverse")
-        text.append(f" ▸ node {status.node} ▸ {status.database} ▸ ")
+        node = short_peer(status.peer_id) if status.peer_id else status.node
+        text.append(f" ▸ node {node} ▸ {status.database} ▸ ")
         text.append(status.provider or "starting…", style="bold yellow" if status.demo else "")
-        text.append(f" ▸ {status.peers} peers")
+        text.append(f" ▸ {status.peers} peer{'' if status.peers == 1 else 's'}")
         if status.mcp:
             text.append(f" ▸ MCP {status.mcp}")
         if status.readonly:

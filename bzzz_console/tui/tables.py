@@ -48,6 +48,15 @@ def countdown(deadline: datetime | None, now: datetime) -> Text:
     return Text(text, style="bold red" if left < 300 else "yellow" if left < 1800 else "")
 
 
+def short_peer(peer_id: str) -> str:
+    """``12D3…Q9YSYt``: the last six are what other nodes' agents are suffixed with (``architect-1.Q9YSYt``)."""
+    return f"{peer_id[:4]}…{peer_id[-6:]}" if len(peer_id) > 12 else peer_id
+
+
+REMOTE_GLYPH = "⇄"
+"""Marks another node's agent."""
+
+
 def money(value: float, unknown: bool = False) -> str:
     return "unknown" if unknown and value == 0 else f"{value:.4f}" + ("+?" if unknown else "")
 
@@ -126,7 +135,8 @@ class AgentsTable(FleetTable):
         cost = Text(
             money(a.cost, a.cost_unknown) + (" over" if over else ""), style="bold red" if over else ""
         )
-        return (a.id, a.role, state, a.thread or "—", a.model, f"{a.tokens:,}", cost)
+        ident: object = a.id if a.origin != "remote" else Text(f"{REMOTE_GLYPH} {a.id}", style="cyan")
+        return (ident, a.role, state, a.thread or "—", a.model, f"{a.tokens:,}", cost)
 
 
 class ThreadsTable(FleetTable):

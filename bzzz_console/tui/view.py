@@ -31,6 +31,8 @@ class AgentRowView:
     cost_unknown: bool = False
     paused: bool = False
     reason: str = ""
+    origin: str = "local"
+    """``remote``: another node's agent (networking on)."""
 
 
 @dataclass
@@ -114,6 +116,8 @@ class StatusView:
     running: bool = False
     mcp: str = ""
     """The MCP HTTP endpoint this console serves, if any."""
+    peer_id: str = ""
+    """This node's peer id once its P2P node runs (networking on), else empty."""
 
 
 class FleetView:
@@ -125,6 +129,8 @@ class FleetView:
         self.spend = SpendView()
         self.status = StatusView()
         self.errors: deque[str] = deque(maxlen=50)
+        self.network_messages: deque[ev.NetworkMessage] = deque(maxlen=50)
+        """Messages from other nodes that agents do not act on (meta discussion, help requests …)."""
         self._minute: int | None = None
 
     def transcript(self, thread_id: str) -> deque[MessageView]:
@@ -151,6 +157,7 @@ class FleetView:
         for agent in rt.agents.values():
             row = self.agents.setdefault(agent.id, AgentRowView(agent.id, agent.role))
             row.state, row.model, row.paused = agent.state.value, agent.model, agent.paused
+            row.origin = agent.origin
             row.thread = next(iter(sorted(agent.threads)), None)
         costs = store.thread_costs()
         participants: dict[str, list[str]] = {}
@@ -237,7 +244,7 @@ class FleetView:
 
     def _on_agent_registered(self, e: ev.AgentRegistered) -> set[str]:
         row = self.agents.setdefault(e.agent_id, AgentRowView(e.agent_id, e.role))
-        row.model = e.model
+        row.model, row.origin = e.model, e.origin
         return {"agents"}
 
     def _on_agent_state_changed(self, e: ev.AgentStateChanged) -> set[str]:
@@ -365,6 +372,14 @@ class FleetView:
         if view is not None:
             view.state, view.decision = "cancelled", e.reason
         return {"escalations", f"escalation:{e.escalation_id}", "status"}
+
+    def _on_network_status(self, e: ev.NetworkStatus) -> set[str]:
+        self.status.peer_id, self.status.peers = e.peer_id, e.peers
+        return {"status", "network"}
+
+    def _on_network_message(self, e: ev.NetworkMessage) -> set[str]:
+        self.network_messages.append(e)
+        return {"network"}
 
     def _on_error(self, e: ev.ErrorRaised) -> set[str]:
         self.errors.append(f"{e.where}: {e.message}")

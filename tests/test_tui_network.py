@@ -1,0 +1,146 @@
+"""The network screen (``N``) with the real console: networking off says how to turn it on; networking on shows
+this node, its topics, a second real libp2p node on loopback as a peer and the forged message it sent as
+rejected (``forged_from``). Every wait polls with a generous deadline; nothing asserts on time.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import pytest
+from rich.text import Text
+from test_tui import _brisk_keys, _text_of, console, make_settings  # noqa: F401  (_brisk_keys: autouse)
+from textual.pilot import Pilot
+
+from bzzz_console.domain import events as ev
+from bzzz_console.p2p.node import NodeConfig, P2PNode
+from bzzz_console.p2p.wire import TOPIC_COORDINATION
+from bzzz_console.tui.app import BzzzApp
+from bzzz_console.tui.dashboard import DashboardScreen
+from bzzz_console.tui.help_screen import HelpScreen
+from bzzz_console.tui.network_screen import NetworkScreen, SnapshotTable
+from bzzz_console.tui.tables import REMOTE_GLYPH, AgentsTable, short_peer
+from bzzz_console.tui.view import FleetView
+
+SIZE = (160, 48)
+SLOW_S = 90.0
+"""Deadline for what crosses the network on a slow, shared machine (a bound, never a measurement)."""
+FORGED = b'{"type":"task_claim","from":"someone-else","timestamp":"2026-11-26T10:00:00Z","data":{}}'
+
+
+def rows(screen: Any, table: str) -> list[list[str]]:
+    return screen.query_one(f"#{table}", SnapshotTable).plain_rows()  # type: ignore[no-any-return]
+
+
+async def test_networking_off_the_screen_says_how_to_turn_it_on(tmp_path: Path) -> None:
+    async with console(make_settings(tmp_path), seed=False) as c:
+        assert c.rt.network is None
+        await c.press("N")
+        await c.shows(NetworkScreen, "the network screen")
+        text = _text_of(c.app.screen)
+        assert "Networking is off" in text
+        assert "[p2p]" in text and "enabled = true" in text and "--peer" in text and "--listen" in text
+        assert not c.app.screen.query_one("#network-grid").display
+        await c.press("question_mark")  # its keys and the app's, with binding ids
+        await c.shows(HelpScreen, "the help")
+        help_text = _text_of(c.app.screen)
+        assert "network.back" in help_text and "app.network" in help_text
+        await c.press("escape")
+        await c.shows(NetworkScreen, "the help closed")
+        await c.press("escape")
+        await c.shows(DashboardScreen, "back on the dashboard")
+        await c.press("N")
+        await c.shows(NetworkScreen, "the network screen again")
+        await c.press("q")
+        await c.shows(DashboardScreen, "back on the dashboard after q")
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(240)
+async def test_networking_on_shows_the_node_a_peer_and_a_forged_message_rejected(tmp_path: Path) -> None:
+    settings = make_settings(tmp_path, p2p={"enabled": True, "listen": ["/ip4/127.0.0.1/tcp/0"]})
+    async with console(settings, seed=False) as c:
+        network = c.rt.network
+        assert network is not None and network.node is not None
+        assert (tmp_path / "data").is_dir()  # the node key went to the test's data dir
+        await c.until(lambda: c.app.view.status.peer_id == network.peer_id, "the node's status event")
+        await c.until(
+            lambda: (
+                f"node {short_peer(network.peer_id)}" in _text_of(c.app.screen)
+                and "0 peers" in _text_of(c.app.screen)
+            ),
+            "the peer id and the peer count in the status line",
+        )
+        await c.press("N")
+        await c.shows(NetworkScreen, "the network screen")
+        screen = c.app.screen
+        text = _text_of(screen)
+        assert network.peer_id in text and network.node.addrs[0] in text
+        assert {row[0] for row in rows(screen, "topics")} == {
+            "bzzz/coordination/v1",
+            "antennae/meta-discussion/v1",
+        }
+
+        other = P2PNode(os.urandom(32), NodeConfig(listen=["/ip4/127.0.0.1/tcp/0"]), lambda m, a: None)
+        await other.start()
+        try:
+            await other.connect(network.node.addrs[0])
+            await c.until(
+                lambda: network.peer_id in other.subscribed_peers(), "our topics at the peer", SLOW_S
+            )
+            await c.until(
+                lambda: any(
+                    r[0] == short_peer(other.peer_id) and r[1] == "● yes" for r in rows(screen, "peers")
+                ),
+                "the peer, connected, in the peers table",
+                SLOW_S,
+            )
+            await other._publish_raw(TOPIC_COORDINATION, FORGED)
+            await c.until(
+                lambda: ["forged_from", "1"] in rows(screen, "rejected"),
+                "the forged message rejected",
+                SLOW_S,
+            )
+            coordination = next(r for r in rows(screen, "topics") if r[0] == TOPIC_COORDINATION)
+            assert coordination[3] == "1"  # rejected on its topic
+            assert "rejected 1" in _text_of(screen)
+            await c.press("escape")
+            await c.shows(DashboardScreen, "back on the dashboard")
+            await c.until(lambda: "1 peer " in _text_of(c.app.screen), "one peer in the status line", SLOW_S)
+        finally:
+            await other.stop()
+
+
+def test_remote_agents_are_marked_and_local_ones_look_as_before() -> None:
+    view = FleetView()
+    view.apply(ev.AgentRegistered(agent_id="architect-1", role="architect", model="gpt-4o"))
+    view.apply(
+        ev.AgentRegistered(agent_id="architect-1.Q9YSYt", role="architect", model="external", origin="remote")
+    )
+    table = AgentsTable()
+    local = table._cells_of(view.agents["architect-1"], view)[0]
+    remote = table._cells_of(view.agents["architect-1.Q9YSYt"], view)[0]
+    assert local == "architect-1"
+    assert isinstance(remote, Text) and remote.plain == f"{REMOTE_GLYPH} architect-1.Q9YSYt"
+
+
+@pytest.mark.timeout(120)
+def test_snapshot_of_the_network_screen_with_networking_off(tmp_path: Path, snap_compare: Any) -> None:
+    async def run_before(pilot: Pilot[Any]) -> None:
+        app: BzzzApp = pilot.app  # type: ignore[assignment]
+        deadline = 600
+        while not (app.rt is not None and app.view.status.running) and deadline:
+            await pilot.pause(0.05)
+            deadline -= 1
+        assert app.rt is not None and app.rt.network is None
+        await pilot.press("N")
+        while not (isinstance(app.screen, NetworkScreen) and app.screen.is_mounted) and deadline:
+            await pilot.pause(0.05)
+            deadline -= 1
+        await pilot.pause(0.1)
+        app.clear_notifications()
+
+    app = BzzzApp(make_settings(tmp_path), demo=True)
+    assert snap_compare(app, terminal_size=SIZE, run_before=run_before)
