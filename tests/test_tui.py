@@ -28,6 +28,7 @@ from textual.screen import Screen
 from textual.widgets import Input, Static
 
 from bzzz_console.config import Settings
+from bzzz_console.domain import commands as cmd
 from bzzz_console.domain import events as ev
 from bzzz_console.domain.lifecycle import AgentState
 from bzzz_console.headless import seed_demo_tasks
@@ -381,6 +382,33 @@ async def test_cancelled_prompts_decide_nothing(tmp_path: Path, escalated_db: Pa
         assert c.rt.agents["reviewer-1"].state is AgentState.ESCALATING
         await c.press("escape")
         await c.shows(DashboardScreen, "back on the dashboard")
+
+
+async def test_the_dashboard_catches_up_with_what_changed_while_another_screen_was_shown(
+    tmp_path: Path, escalated_db: Path
+) -> None:
+    async with console(copy_of(escalated_db, tmp_path)) as c:
+        esc = await c.escalation()
+        await c.open_escalation(esc.id)
+        dashboard = next(s for s in c.app.screen_stack if isinstance(s, DashboardScreen))
+        agents = dashboard.query_one("#agents", FleetTable)
+        assert "Escalating" in str(agents._cells["reviewer-1"][2])
+        # answered elsewhere (another console, the CLI): the agent ends in a state that no longer changes
+        await c.rt.submit(cmd.Terminate(agent_id="reviewer-1", escalation_id=esc.id, operator="elsewhere"))
+        await c.until(lambda: c.app.view.agents["reviewer-1"].state == "terminating", "the agent terminated")
+        for agent_id in c.rt.agents:  # a quiet fleet: no later event would repaint the pane by chance
+            if agent_id != "reviewer-1":
+                await c.rt.submit(cmd.Pause(agent_id=agent_id, operator="elsewhere"))
+        await c.until(lambda: not any(t.in_turn for t in c.rt.conversations.threads.values()), "turns to end")
+        others = [a for a in c.app.view.agents.values() if a.id != "reviewer-1"]
+        await c.until(lambda: all(a.paused for a in others), "the pauses in the view")
+        await c.pilot.pause(0.3)  # the console drains events in 50 ms batches: let the last batch land
+        assert "Escalating" in str(agents._cells["reviewer-1"][2])  # hidden panes are not repainted
+        await c.press("escape")
+        await c.shows(DashboardScreen, "back on the dashboard")
+        await c.until(
+            lambda: "Terminating" in str(agents._cells["reviewer-1"][2]), "the agents pane caught up"
+        )
 
 
 # -- budget escalations: raise the budget, hand back ------------------------------------------------------------

@@ -52,6 +52,8 @@ class BzzzApp(App[int]):
         self.readonly = readonly or settings.security.readonly
         self.operator = settings.escalation.operator
         self.view = FleetView()
+        self._dashboard_behind: set[str] = set()
+        """Panes whose events arrived while another screen was shown."""
         self.view.status.readonly = readonly
         self.rt: Runtime | None = runtime
         self._pump: asyncio.Task[None] | None = None
@@ -175,8 +177,10 @@ class BzzzApp(App[int]):
         if not screen.is_mounted:  # pushed but not composed yet: its on_mount draws the current picture
             return
         if isinstance(screen, DashboardScreen):
-            screen.refresh_panes(touched)
+            screen.refresh_panes(touched | self._dashboard_behind)
+            self._dashboard_behind = set()
             return
+        self._dashboard_behind |= touched  # hidden: it catches up when it is shown again (see _tick)
         from bzzz_console.tui.escalation_screen import EscalationScreen
         from bzzz_console.tui.network_screen import NetworkScreen
         from bzzz_console.tui.thread_screen import ThreadScreen
@@ -194,12 +198,11 @@ class BzzzApp(App[int]):
     def _tick(self) -> None:
         if not self.is_running or not self.screen_stack or not self.screen.is_mounted:
             return
+        if self._dashboard_behind and isinstance(self.screen, DashboardScreen):
+            self._refresh(set())  # back from another screen: draw what changed meanwhile
         tick = getattr(self.screen, "tick", None)
         if tick is not None:
             tick()
-
-    def on_screen_resume(self) -> None:
-        self._refresh({"agents", "threads", "escalations", "spend", "status"})
 
     # -- navigation ---------------------------------------------------------------------------------------
     def open_thread(self, thread_id: str) -> None:
