@@ -71,6 +71,9 @@ class RuntimeSettings(_Section):
     """How often the runtime looks for tasks and decisions written by other processes."""
     episodes_in_prompt: int = Field(3, ge=0)
     """How many relevant past episodes of the same project go into an agent's prompt."""
+    max_model_calls: int = Field(8, ge=1, le=1024)
+    """Model calls in flight at once. Replies that come back together are parsed in one pass of the event loop,
+    so more calls mean longer pauses of the console; raise it for a slow remote model and a large fleet."""
 
 
 class BudgetSettings(_Section):

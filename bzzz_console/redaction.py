@@ -226,10 +226,16 @@ class Redactor:
         """``text`` without the kinds configured for ``target`` (every kind when None) and the live keys."""
         if not text:
             return text
+        return self._redact(text, target, self._current_secrets())
+
+    def _current_secrets(self) -> tuple[str, ...]:
         secrets = tuple(s for s in self._secrets() if len(s) >= MIN_SECRET_LEN)
         if secrets != self._cache_secrets:  # a new key was resolved: earlier results may contain it
             self._cache.clear()
             self._cache_secrets = secrets
+        return secrets
+
+    def _redact(self, text: str, target: Target | None, secrets: tuple[str, ...]) -> str:
         cacheable = len(text) <= _CACHE_TEXT_MAX
         if cacheable:
             hit = self._cache.get((target, text))
@@ -257,13 +263,18 @@ class Redactor:
 
     def redact_data(self, data: Any, target: Target | None = None) -> Any:
         """Every string inside JSON-like data (dicts, lists, tuples), keys left as they are."""
-        if isinstance(data, str):
-            return self.redact(data, target)
-        if isinstance(data, Mapping):
-            return {k: self.redact_data(v, target) for k, v in data.items()}
-        if isinstance(data, list | tuple):
-            return type(data)(self.redact_data(v, target) for v in data)
-        return data
+        secrets = self._current_secrets()  # once for the whole structure, not once per string
+
+        def walk(value: Any) -> Any:
+            if isinstance(value, str):
+                return self._redact(value, target, secrets) if value else value
+            if isinstance(value, Mapping):
+                return {k: walk(v) for k, v in value.items()}
+            if isinstance(value, list | tuple):
+                return type(value)(walk(v) for v in value)
+            return value
+
+        return walk(data)
 
 
 @functools.lru_cache(maxsize=16)

@@ -39,7 +39,7 @@ from bzzz_console.runtime.scheduling import Scheduling
 from bzzz_console.runtime.specs import AgentSpec, load_specs
 from bzzz_console.runtime.subscriptions import Subscriptions
 from bzzz_console.store.repo import Store
-from bzzz_console.store.tables import AgentRow, TokenUsageRow
+from bzzz_console.store.tables import AgentRow
 
 if TYPE_CHECKING:
     from bzzz_console.p2p.service import Network
@@ -66,7 +66,9 @@ class Runtime(Scheduling):
         self.subscriptions = Subscriptions(self)
         self.episodes: EpisodeCache
         self.escalations: Escalations
-        self.turn_slots = asyncio.Semaphore(64)
+        self.turn_slots = asyncio.Semaphore(settings.runtime.max_model_calls)
+        """Model calls in flight at once: replies that arrive together are handled in one loop iteration, so
+        this bounds how long the loop (and the console on it) can be busy with a burst of them."""
         self.node_id = socket.gethostname()
         self._backend = backend
         self._force_demo = force_demo
@@ -142,7 +144,7 @@ class Runtime(Scheduling):
         self.episodes = EpisodeCache(self.store)
         if isinstance(self._backend, OpenAIBackend):
             await asyncio.to_thread(self._backend.prepare)  # import openai and build the client off the loop
-        self._register_fleet()
+        await self._register_fleet()
         self._restore_threads()
         self.escalations.start()
         if self.settings.p2p.enabled:
@@ -193,7 +195,7 @@ class Runtime(Scheduling):
         return sorted(self.specs)
 
     # -- agents -------------------------------------------------------------------------------------------
-    def _register_fleet(self) -> None:
+    async def _register_fleet(self) -> None:
         rows = {row.id: row for row in self.store.agents()}
         for role, count in self.settings.runtime.fleet.items():
             spec = self.specs.get(role)
@@ -205,6 +207,8 @@ class Runtime(Scheduling):
                     f"(known roles: {', '.join(self.roles())})"
                 )
             for i in range(1, count + 1):
+                if i % 10 == 0:
+                    await asyncio.sleep(0)  # a large fleet registers in steps, not in one stretch of the loop
                 agent_id = f"{role}-{i}"
                 row = rows.get(agent_id)
                 if row is None:
@@ -325,22 +329,22 @@ class Runtime(Scheduling):
         now = self.clock.now()
         if thread is not None:
             thread.calls.append((now, True))
-        self.store.record_usage(
-            TokenUsageRow(
-                at=now,
-                agent_id=agent.id,
-                thread_id=thread.id if thread else None,
-                task_id=thread.task_id if thread else None,
-                model=model,
-                prompt_tokens=usage.prompt_tokens,
-                completion_tokens=usage.completion_tokens,
-                cached_tokens=usage.cached_tokens,
-                cost_usd=cost,
-                context_full_tokens=context[0],
-                context_sent_tokens=context[1],
-                latency_ms=result.latency_s * 1000,
-                attempts=result.attempts,
-            )
+        self.store.record_usage(  # columns by name: a table model would cost more than the insert
+            {
+                "at": now,
+                "agent_id": agent.id,
+                "thread_id": thread.id if thread else None,
+                "task_id": thread.task_id if thread else None,
+                "model": model,
+                "prompt_tokens": usage.prompt_tokens,
+                "completion_tokens": usage.completion_tokens,
+                "cached_tokens": usage.cached_tokens,
+                "cost_usd": cost,
+                "context_full_tokens": context[0],
+                "context_sent_tokens": context[1],
+                "latency_ms": result.latency_s * 1000,
+                "attempts": result.attempts,
+            }
         )
         self.publish(
             ev.LLMCalled(
@@ -362,14 +366,14 @@ class Runtime(Scheduling):
         if thread is not None:
             thread.calls.append((now, False))
         self.store.record_usage(
-            TokenUsageRow(
-                at=now,
-                agent_id=agent.id,
-                thread_id=thread.id if thread else None,
-                task_id=thread.task_id if thread else None,
-                model=model,
-                error=error[:2000],
-            )
+            {
+                "at": now,
+                "agent_id": agent.id,
+                "thread_id": thread.id if thread else None,
+                "task_id": thread.task_id if thread else None,
+                "model": model,
+                "error": error[:2000],
+            }
         )
         self.publish(ev.LLMFailed(agent_id=agent.id, thread_id=thread.id if thread else None, error=error))
 

@@ -122,6 +122,9 @@ class TurnTaking:
                 finally:
                     thread.in_turn = False
                 thread.db_failures = failures
+                # The end of this turn and the start of the next in separate loop iterations: when a burst of
+                # replies comes back together, no single iteration runs every one of them end to end.
+                await asyncio.sleep(0)
         except asyncio.CancelledError:
             raise
         except Exception as exc:  # a bug must not take the whole runtime down: show it and stop this thread

@@ -8,18 +8,18 @@ from __future__ import annotations
 
 import secrets
 import threading
-from collections.abc import Iterable, Iterator, Sequence
-from contextlib import contextmanager
-from datetime import datetime
+from collections.abc import Iterable, Sequence
 from functools import cache
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import bindparam, func, insert, update
+from sqlalchemy import select as core_select
 from sqlmodel import Session, col, select
 
 from bzzz_console.domain.threads import MessageType, ThreadMessage
 from bzzz_console.store.engine import make_engine, redact_url, secure_sqlite_file, upgrade
 from bzzz_console.store.escalations import EscalationQueries
+from bzzz_console.store.hot import HotWrites, SqlitePlan
 from bzzz_console.store.network import NetworkQueries
 from bzzz_console.store.spend import SpendQueries
 from bzzz_console.store.tables import (
@@ -30,45 +30,12 @@ from bzzz_console.store.tables import (
     ParticipantRow,
     TaskRow,
     ThreadRow,
-    TokenUsageRow,
     now_utc,
     utc,
 )
 
 if TYPE_CHECKING:
     from sqlalchemy.engine import Connection, Engine
-    from sqlalchemy.sql.dml import Insert, ReturningUpdate
-
-
-@cache
-def _hot_statements() -> tuple[ReturningUpdate[Any], Insert]:
-    threads = ThreadRow.__table__  # type: ignore[attr-defined]
-    bump = (
-        update(threads)
-        .where(threads.c.id == bindparam("tid"))
-        .values(
-            message_count=threads.c.message_count + 1,
-            last_activity=bindparam("at"),
-            turn_count=threads.c.turn_count + bindparam("turns"),
-        )
-        .returning(threads.c.message_count)
-    )
-    return bump, insert(MessageRow.__table__)  # type: ignore[attr-defined]
-
-
-@cache
-def _agent_state_statement() -> Any:
-    agents = AgentRow.__table__  # type: ignore[attr-defined]
-    return (
-        update(agents)
-        .where(agents.c.id == bindparam("aid"))
-        .values(state=bindparam("state"), updated_at=bindparam("at"))
-    )
-
-
-@cache
-def _usage_statement() -> Insert:
-    return insert(TokenUsageRow.__table__)  # type: ignore[attr-defined]
 
 
 def new_id(prefix: str, nbytes: int = 4) -> str:
@@ -79,11 +46,12 @@ class NotFound(LookupError):
     pass
 
 
-class Store(SpendQueries, EscalationQueries, NetworkQueries):
+class Store(HotWrites, SpendQueries, EscalationQueries, NetworkQueries):
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
         self._writer: Connection | None = None
         self._writer_lock = threading.Lock()
+        self._sqlite_plan: SqlitePlan | None = None
 
     @classmethod
     def open(cls, url: str, *, migrate: bool = True) -> Store:
@@ -91,7 +59,9 @@ class Store(SpendQueries, EscalationQueries, NetworkQueries):
         if migrate:
             upgrade(engine)
             secure_sqlite_file(engine)
-        return cls(engine)
+        store = cls(engine)
+        store.prepare_writes()  # the runtime opens its store in a thread: the first turn then pays none of it
+        return store
 
     @property
     def display_url(self) -> str:
@@ -111,37 +81,14 @@ class Store(SpendQueries, EscalationQueries, NetworkQueries):
                 self._writer = None
         self.engine.dispose()
 
-    @contextmanager
-    def held_transaction(self) -> Iterator[Connection]:
-        """A transaction on the store's held connection: for hot writes, where checking a connection out of
-        the pool and building an ORM session would cost more than SQLite's commit itself."""
-        with self._writer_lock:
-            if self._writer is None:
-                self._writer = self.engine.connect()
-            with self._writer.begin():
-                yield self._writer
-
-    def record_usage(self, row: TokenUsageRow) -> None:
-        values = row.model_dump(exclude={"id"})
-        with self.held_transaction() as conn:
-            conn.execute(_usage_statement(), values)
-
     # -- agents -------------------------------------------------------------------------------------------
     def agents(self) -> list[AgentRow]:
         with self.session() as s:
             return list(s.exec(select(AgentRow).order_by(col(AgentRow.id))))
 
-    def save_agent(self, row: AgentRow) -> AgentRow:
-        row.updated_at = now_utc()
-        with self.session() as s:
-            merged = s.merge(row)
-            s.commit()
-            return merged
-
     def set_agent_state(self, agent_id: str, state: str, **changes: Any) -> None:
         if not changes:  # the hot path: a lifecycle step on every turn boundary
-            with self.held_transaction() as conn:
-                conn.execute(_agent_state_statement(), {"aid": agent_id, "state": state, "at": now_utc()})
+            self.set_agent_state_fast(agent_id, state)
             return
         with self.session() as s:
             s.execute(
@@ -171,9 +118,10 @@ class Store(SpendQueries, EscalationQueries, NetworkQueries):
             project=project,
             source=source,
         )
-        with self.session() as s:
-            s.add(row)
-            s.commit()
+        with (
+            self.held_transaction() as conn
+        ):  # one INSERT: tasks are added on the loop too (MCP, escalations)
+            conn.execute(insert(TaskRow.__table__), row.model_dump())  # type: ignore[attr-defined]
         return row
 
     def tasks(self, status: str | None = None) -> list[TaskRow]:
@@ -250,73 +198,6 @@ class Store(SpendQueries, EscalationQueries, NetworkQueries):
                 rows = list(s.exec(query.order_by(col(MessageRow.seq).desc()).limit(last)))
                 return rows[::-1]
             return list(s.exec(query.order_by(col(MessageRow.seq))))
-
-    def post_message(
-        self,
-        thread_id: str,
-        *,
-        author: str,
-        role: str,
-        type: str,
-        content: str,
-        reply_to: str | None = None,
-        tokens: int = 0,
-        model: str | None = None,
-        end_turn: bool = False,
-        at: datetime | None = None,
-    ) -> ThreadMessage:
-        """Append a message with the thread's next sequence number; ``end_turn`` also counts an agent turn.
-
-        The counter is bumped with an atomic UPDATE … RETURNING, so writers in other processes (a CLI posting a
-        human message) never get the same sequence number, and the turn counter moves in the same commit as the
-        message — after a crash a turn is either fully there or not at all. This is the hot path: statements are
-        built once and run on a held connection (statement building costs more than SQLite's commit).
-        """
-        when = at or now_utc()
-        bump, insert_message = _hot_statements()
-        with self.held_transaction() as writer:
-            seq: int | None = writer.execute(
-                bump, {"tid": thread_id, "at": when, "turns": 1 if end_turn else 0}
-            ).scalar_one_or_none()
-            if seq is None:
-                raise NotFound(f"no thread {thread_id!r}")
-            values: dict[str, Any] = {
-                "id": f"{thread_id}#{seq}",
-                "thread_id": thread_id,
-                "seq": seq,
-                "author": author,
-                "role": role,
-                "type": type,
-                "content": content,
-                "reply_to": reply_to,
-                "tokens": tokens,
-                "model": model,
-                "created_at": when,
-            }
-            writer.execute(insert_message, values)
-        return ThreadMessage(
-            id=values["id"],
-            thread_id=thread_id,
-            seq=seq,
-            author=author,
-            role=role,
-            type=MessageType(type),
-            content=content,
-            created_at=when,
-            reply_to=reply_to,
-            tokens=tokens,
-            model=model,
-        )
-
-    def end_turn(self, thread_id: str, turns: int = 1) -> None:
-        """Count a turn that posted nothing (the model only used tools, or failed), so the next agent speaks."""
-        with self.session() as s:
-            s.execute(
-                update(ThreadRow)
-                .where(col(ThreadRow.id) == thread_id)
-                .values(turn_count=ThreadRow.turn_count + turns, last_activity=now_utc())
-            )
-            s.commit()
 
     def close_thread(
         self,
@@ -409,15 +290,21 @@ class Store(SpendQueries, EscalationQueries, NetworkQueries):
             return list(s.exec(query))
 
     def episodes(self, agent_id: str, project: str) -> list[EpisodeRow]:
-        """An agent's episodes of one project only: memory never crosses projects."""
-        with self.session() as s:
-            return list(
-                s.exec(
-                    select(EpisodeRow)
-                    .where(EpisodeRow.agent_id == agent_id, EpisodeRow.project == project)
-                    .order_by(col(EpisodeRow.created_at).desc())
-                )
-            )
+        """An agent's episodes of one project only: memory never crosses projects. (Read on the held connection
+        with a statement built once: an agent's first turn in a thread asks for them.)"""
+        with self.held_transaction() as conn:
+            rows = conn.execute(_episodes_query(), {"aid": agent_id, "project": project}).mappings().all()
+        return [EpisodeRow(**row) for row in rows]
+
+
+@cache
+def _episodes_query() -> Any:
+    table = EpisodeRow.__table__  # type: ignore[attr-defined]
+    return (
+        core_select(table)
+        .where(table.c.agent_id == bindparam("aid"), table.c.project == bindparam("project"))
+        .order_by(table.c.created_at.desc())
+    )
 
 
 def to_message(row: MessageRow) -> ThreadMessage:

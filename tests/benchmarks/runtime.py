@@ -417,7 +417,8 @@ async def bench_fleet(root: Path, sizes: Sizes, *, server_process: bool = False)
                 startup_s = time.perf_counter() - started
                 watch.phase = "run"
                 run_started, cpu_started = time.perf_counter(), time.process_time()
-                add_tasks(rt, sizes.fleet_tasks, numbered=True)
+                # as `bzzz-console task add` would: written by another writer, picked up by the runtime's inbox
+                await asyncio.to_thread(add_tasks, rt, sizes.fleet_tasks, numbered=True)
                 timed_out = False
                 try:
                     await asyncio.wait_for(rt.wait_idle(), sizes.fleet_timeout_s)
