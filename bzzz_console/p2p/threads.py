@@ -148,7 +148,8 @@ class ThreadSync:
         if (agent := self.rt.agents.get(author)) is not None and agent.origin == "local":
             return  # our own agent's message, relayed back by the host
         if data.get("host") == self.net.peer_id:
-            await self._into_hosted(data, author)
+            if data["author"].endswith(f".{sender[-6:]}"):  # a node speaks for its own agents only
+                await self._into_hosted(data, author)
         elif data.get("host") == sender:
             await self._into_mirror(data, author, sender)
 
