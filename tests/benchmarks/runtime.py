@@ -8,7 +8,8 @@ Every database lives in a temporary folder that is removed afterwards. No produc
 instrumentation wraps objects of the running Runtime.
 
 1. Turn overhead: the demo scenario (the three demo tasks, demo latency 0) through a real Runtime and the real
-   demo server over HTTP, repeated on fresh databases (after one discarded warm-up run). The backend is
+   demo server over HTTP, repeated on fresh databases (after one discarded warm-up run). The demo server runs in
+   a child process (its CPU is the model's, not the runtime's); the figure with it in this process is shown too. The backend is
    wrapped to add up the wall time spent inside ``complete`` per turn, ``Conversations._take_turn`` is wrapped
    to time each turn; overhead = turn time - time inside the model calls of that turn.
 2. Messages persisted per second on SQLite: ``Store.post_message(..., end_turn=True)``, one commit each, as
@@ -214,8 +215,16 @@ def instrument(rt: Runtime, samples: list[TurnSample]) -> None:
     rt.conversations._take_turn = timed_turn  # type: ignore[method-assign]
 
 
-async def demo_scenario(folder: Path, samples: list[TurnSample]) -> tuple[Counter[str], EventTally]:
-    rt = Runtime(settings_for(folder, latency_ms=0), force_demo=True)
+async def demo_scenario(
+    folder: Path, samples: list[TurnSample], server_url: str | None = None
+) -> tuple[Counter[str], EventTally]:
+    settings = settings_for(folder, latency_ms=0)
+    backend = None
+    if server_url is not None:
+        from bzzz_console.runtime.provider import ProviderChoice, make_backend
+
+        backend = make_backend(ProviderChoice("demo", server_url, "demo model (child process)"), settings)
+    rt = Runtime(settings, force_demo=True, backend=backend)
     tally = EventTally(rt)
     async with rt:
         instrument(rt, samples)
@@ -227,9 +236,22 @@ async def demo_scenario(folder: Path, samples: list[TurnSample]) -> tuple[Counte
     return outcomes, tally
 
 
-async def bench_turn_overhead(root: Path, sizes: Sizes) -> dict[str, Any]:
+async def bench_turn_overhead(root: Path, sizes: Sizes, *, server_process: bool = True) -> dict[str, Any]:
+    """The model server runs in a child process by default: in this process its thread would take the GIL in
+    the middle of the runtime's turns, and the model's own CPU time would be counted as runtime overhead."""
+    with contextlib.ExitStack() as stack:
+        url = (
+            stack.enter_context(demo_server_process(settings_for(root, latency_ms=0)))
+            if server_process
+            else None
+        )
+        result = await _turn_overhead(root, sizes, url)
+    return {**result, "demo_server": "child process" if server_process else "in process"}
+
+
+async def _turn_overhead(root: Path, sizes: Sizes, url: str | None) -> dict[str, Any]:
     for i in range(sizes.warmup_runs):  # first imports, schema builds and connections are not counted
-        await demo_scenario(root / f"warmup-{i}", [])
+        await demo_scenario(root / f"warmup-{i}-{url is None}", [], url)
     samples: list[TurnSample] = []
     runs: list[int] = []
     outcomes: Counter[str] = Counter()
@@ -237,7 +259,7 @@ async def bench_turn_overhead(root: Path, sizes: Sizes) -> dict[str, Any]:
     error_count = 0
     while len(samples) < sizes.min_turns and len(runs) < sizes.max_runs:
         before = len(samples)
-        run_outcomes, tally = await demo_scenario(root / f"turns-{len(runs)}", samples)
+        run_outcomes, tally = await demo_scenario(root / f"turns-{len(runs)}-{url is None}", samples, url)
         outcomes.update(run_outcomes)
         error_count += tally.error_count
         errors.extend(tally.errors[: 5 - len(errors)])
@@ -495,6 +517,12 @@ def rows(result: dict[str, Any]) -> list[tuple[str, str, str, str]]:
     out = [
         ("turn overhead, median (ms)", f"{t['median_ms']}", f"≤ {t['target_median_ms']:g}", ok(t["ok"])),
         ("turn overhead, p95 (ms)", f"{t['p95_ms']}", "", ""),
+        (
+            "  same, demo server in this process (median)",
+            f"{t['with_server_in_process']['median_ms']}",
+            "",
+            "",
+        ),
         ("turns measured (runs)", f"{t['turns']} ({t['runs']})", "", ""),
         ("model time per turn, median (ms)", str(t["model_median_ms_per_turn"]), "", ""),
         (
@@ -567,6 +595,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="bzzz-bench-") as tmp:
         root = Path(tmp)
         turn = asyncio.run(bench_turn_overhead(root, sizes))
+        turn_shared = asyncio.run(bench_turn_overhead(root, sizes, server_process=False))
+        turn["with_server_in_process"] = {k: turn_shared[k] for k in ("median_ms", "p95_ms", "turns")}
         persist = bench_persist(root, sizes)
         fleet = asyncio.run(bench_fleet(root, sizes, server_process=args.server_process))
     result = {
