@@ -329,6 +329,13 @@ async def test_a_task_announced_on_the_network_is_taken_on_and_claimed(tmp_path:
             )
             await b.idle()
             assert len([t for t in b.rt.store.tasks() if t.source == "p2p"]) == 1
+            v1_trigger = {"reason": "stuck on the schema", "task_id": 42}  # a v1 node's: no escalation id
+            await outsider.publish(
+                WireMessage(MessageType.ESCALATION_TRIGGER, outsider.peer_id, datetime.now(UTC), v1_trigger)
+            )
+            shown = lambda: [e for e in b.of(ev.NetworkMessage) if e.type == "escalation_trigger"]  # noqa: E731
+            assert "stuck on the schema" in (await eventually(shown, "the v1 trigger shown"))[0].summary
+            assert b.rt.store.escalations() == []
     finally:
         await outsider.stop()
 

@@ -135,7 +135,13 @@ class EscalationSync:
     def on_trigger(self, data: dict[str, Any], author: str) -> None:
         from bzzz_console.p2p.service import NAME, remote_name
 
-        esc_id = data["escalation_id"]
+        esc_id = data.get("escalation_id")
+        if not isinstance(esc_id, str) or not isinstance(
+            data.get("priority"), str
+        ):  # a v1 node's: shown only
+            summary = f"escalation: {data['reason'][:180]}"
+            self.rt.publish(ev.NetworkMessage(type="escalation_trigger", sender=author, summary=summary))
+            return
         if not NAME.match(esc_id) or self.rt.store.get_escalation(esc_id) is not None:
             return  # malformed, or known already (a replay, or ours)
         context = data.get("context") if isinstance(data.get("context"), dict) else {}

@@ -78,7 +78,8 @@ V2_SCHEMAS: dict[MessageType, dict[str, type | tuple[type, ...]]] = {
     },
     MessageType.AGENT_STATE: {"agent_id": str, "role": str, "state": str},
     MessageType.ESCALATION_DECISION: {"escalation_id": str, "decision": str, "by": str, "decided_at": str},
-    MessageType.ESCALATION_TRIGGER: {"escalation_id": str, "reason": str, "priority": str},
+    # v1 nodes send escalation_trigger too, with their own fields: only the reason is common to both
+    MessageType.ESCALATION_TRIGGER: {"reason": str},
 }
 
 
