@@ -14,6 +14,7 @@ from rich.text import Text
 from test_tui import _brisk_keys, _text_of, console, make_settings  # noqa: F401  (_brisk_keys: autouse)
 from textual.pilot import Pilot
 
+from bzzz_console.domain import commands as cmd
 from bzzz_console.domain import events as ev
 from bzzz_console.p2p.node import NodeConfig, P2PNode
 from bzzz_console.p2p.wire import TOPIC_COORDINATION
@@ -144,3 +145,43 @@ def test_snapshot_of_the_network_screen_with_networking_off(tmp_path: Path, snap
 
     app = BzzzApp(make_settings(tmp_path), demo=True)
     assert snap_compare(app, terminal_size=SIZE, run_before=run_before)
+
+
+async def test_an_escalation_raised_on_another_node_is_answered_from_this_console(tmp_path: Path) -> None:
+    """Node A (a headless runtime) asks a human; this console, joined to A, shows it and answers with a key; A
+    applies the decision and its agent goes back to work."""
+    from test_escalations import escalated_script, node
+
+    from bzzz_console.domain.lifecycle import AgentState
+    from bzzz_console.tui.escalation_screen import EscalationScreen
+
+    (tmp_path / "a").mkdir()
+    loopback = {"enabled": True, "listen": ["/ip4/127.0.0.1/tcp/0"]}
+    async with node(tmp_path / "a", escalated_script(), p2p=loopback) as a:
+        assert a.rt.network is not None and a.rt.network.node is not None
+        settings = make_settings(tmp_path / "b", p2p={**loopback, "peers": [a.rt.network.node.addrs[0]]})
+        async with console(settings, seed=False) as c:
+            await c.until(lambda: c.rt.network is not None and c.rt.network.node is not None, "the node")
+            peer_a = a.rt.network.peer_id
+            await c.until(lambda: peer_a in c.rt.network.node.subscribed_peers(), "A's topics")  # type: ignore[union-attr]
+            await a.rt.submit(cmd.AddTask(title="Pick a cache strategy", roles=("architect", "reviewer")))
+            await c.until(lambda: a.rt.store.escalations("open"), "A's escalation")
+            esc = a.rt.store.escalations("open")[0]
+            await c.until(lambda: esc.id in c.app.view.escalations, "the escalation in this console")
+            screen = await c.open_escalation(esc.id)
+            assert isinstance(screen, EscalationScreen)
+            await c.press("a")
+            await c.until(
+                lambda: (row := a.rt.store.get_escalation(esc.id)) is not None and row.state == "answered",
+                "A to apply the decision",
+            )
+            owner = a.rt.store.get_escalation(esc.id)
+            assert owner is not None and owner.applied and owner.decision is not None
+            assert owner.decision["kind"] == "approve" and owner.decision["peer"] == c.rt.network.peer_id  # type: ignore[union-attr]
+            await c.until(
+                lambda: a.rt.agents["reviewer-1"].state is not AgentState.ESCALATING, "A's agent resumed"
+            )
+            await c.until(
+                lambda: c.app.view.escalations[esc.id].state == "answered", "shown as answered here"
+            )
+            await c.shows(DashboardScreen, "back on the dashboard")
