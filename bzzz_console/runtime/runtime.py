@@ -326,25 +326,19 @@ class Runtime(Scheduling):
         """Persist a call's usage and cost (the money is spent even if the turn is later lost), then publish."""
         cost = self.pricing.cost(model, result.usage)
         usage = result.usage
-        now = self.clock.now()
-        if thread is not None:
-            thread.calls.append((now, True))
-        self.store.record_usage(  # columns by name: a table model would cost more than the insert
-            {
-                "at": now,
-                "agent_id": agent.id,
-                "thread_id": thread.id if thread else None,
-                "task_id": thread.task_id if thread else None,
-                "model": model,
-                "prompt_tokens": usage.prompt_tokens,
-                "completion_tokens": usage.completion_tokens,
-                "cached_tokens": usage.cached_tokens,
-                "cost_usd": cost,
-                "context_full_tokens": context[0],
-                "context_sent_tokens": context[1],
-                "latency_ms": result.latency_s * 1000,
-                "attempts": result.attempts,
-            }
+        self._record_usage(
+            agent,
+            thread,
+            model,
+            ok=True,
+            prompt_tokens=usage.prompt_tokens,
+            completion_tokens=usage.completion_tokens,
+            cached_tokens=usage.cached_tokens,
+            cost_usd=cost,
+            context_full_tokens=context[0],
+            context_sent_tokens=context[1],
+            latency_ms=result.latency_s * 1000,
+            attempts=result.attempts,
         )
         self.publish(
             ev.LLMCalled(
@@ -362,20 +356,19 @@ class Runtime(Scheduling):
         self.budgets.spent(agent.id, thread.id if thread else None, cost)
 
     def record_failed_call(self, agent: Agent, thread: ThreadState | None, model: str, error: str) -> None:
+        self._record_usage(agent, thread, model, ok=False, error=error[:2000])
+        self.publish(ev.LLMFailed(agent_id=agent.id, thread_id=thread.id if thread else None, error=error))
+
+    def _record_usage(
+        self, agent: Agent, thread: ThreadState | None, model: str, *, ok: bool, **columns: Any
+    ) -> None:
+        """One token_usage row (columns by name: a table model would cost more than the insert); the call also
+        counts towards the thread's error rate."""
         now = self.clock.now()
         if thread is not None:
-            thread.calls.append((now, False))
-        self.store.record_usage(
-            {
-                "at": now,
-                "agent_id": agent.id,
-                "thread_id": thread.id if thread else None,
-                "task_id": thread.task_id if thread else None,
-                "model": model,
-                "error": error[:2000],
-            }
-        )
-        self.publish(ev.LLMFailed(agent_id=agent.id, thread_id=thread.id if thread else None, error=error))
+            thread.calls.append((now, ok))
+        where = {"thread_id": thread.id if thread else None, "task_id": thread.task_id if thread else None}
+        self.store.record_usage({"at": now, "agent_id": agent.id, "model": model, **where, **columns})
 
     # -- operator commands --------------------------------------------------------------------------------
     async def submit(self, command: cmd.OperatorCommand) -> Any:
