@@ -10,7 +10,6 @@ import shutil
 import sqlite3
 import stat
 import subprocess
-import sys
 import threading
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -21,6 +20,7 @@ from typing import Any
 
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from helpers import BIN, cli_env
 from typer.testing import CliRunner
 
 from bzzz_console.audit import (
@@ -48,24 +48,7 @@ from bzzz_console.runtime.runtime import Runtime
 from bzzz_console.store.repo import Store
 from bzzz_console.store.retention import prune
 
-BIN = Path(sys.executable).with_name("bzzz-console")
 CMD_TIMEOUT = 60
-
-
-def cli_env(root: Path) -> dict[str, str]:
-    """The parent environment minus the developer's settings, with XDG data and config dirs under ``root``."""
-    env = {
-        k: v
-        for k, v in os.environ.items()
-        if not (k.startswith("BZZZ_") and not k.startswith("BZZZ_TEST_")) and k != "OPENAI_API_KEY"
-    }
-    for var, folder in (("XDG_DATA_HOME", "xdg-data"), ("XDG_CONFIG_HOME", "xdg-config")):
-        (root / folder).mkdir(parents=True, exist_ok=True)
-        env[var] = str(root / folder)
-    env["PYTHON_KEYRING_BACKEND"] = "keyring.backends.null.Keyring"
-    env["COLUMNS"] = "200"
-    env["NO_COLOR"] = "1"
-    return env
 
 
 @dataclass(frozen=True)

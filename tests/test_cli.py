@@ -8,12 +8,10 @@ API key from the developer's shell, XDG dirs in a temporary folder, and ``--db``
 from __future__ import annotations
 
 import json
-import os
 import queue
 import signal
 import sqlite3
 import subprocess
-import sys
 import threading
 from collections import Counter
 from collections.abc import Iterator
@@ -22,28 +20,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from helpers import BIN, cli_env
 
-BIN = Path(sys.executable).with_name("bzzz-console")
 RUN_TIMEOUT = 120  # seconds a headless run may take before the test gives up (it takes ~4 s)
 CMD_TIMEOUT = 60  # seconds for a short command (import time on a loaded 2-core machine)
 SHUTDOWN_TIMEOUT = 10  # seconds between SIGTERM and the process's exit
-
-
-def make_env(root: Path, **extra: str) -> dict[str, str]:
-    """The parent environment without the developer's settings or key, with data and config dirs under root."""
-    env = {
-        k: v
-        for k, v in os.environ.items()
-        if not (k.startswith("BZZZ_") and not k.startswith("BZZZ_TEST_")) and k != "OPENAI_API_KEY"
-    }
-    for var, folder in (("XDG_DATA_HOME", "xdg-data"), ("XDG_CONFIG_HOME", "xdg-config")):
-        (root / folder).mkdir(parents=True, exist_ok=True)
-        env[var] = str(root / folder)
-    env["PYTHON_KEYRING_BACKEND"] = "keyring.backends.null.Keyring"  # never the developer's keyring
-    env["COLUMNS"] = "200"  # rich output is not wrapped mid-topic
-    env["NO_COLOR"] = "1"
-    env.update(extra)
-    return env
 
 
 @dataclass
@@ -101,7 +82,7 @@ class DemoRun:
 def demo(tmp_path_factory: pytest.TempPathFactory) -> DemoRun:
     root = tmp_path_factory.mktemp("demo")
     path = root / "x.db"
-    cli = Cli(make_env(root), f"sqlite:///{path}", root)
+    cli = Cli(cli_env(root), f"sqlite:///{path}", root)
     done = cli("run", "--headless", "--demo", "--exit-when-idle", timeout=RUN_TIMEOUT)
     assert done.returncode == 0, done.stderr
     return DemoRun(cli, path, done, events_of(done.stdout))
@@ -109,7 +90,7 @@ def demo(tmp_path_factory: pytest.TempPathFactory) -> DemoRun:
 
 @pytest.fixture
 def cli(tmp_path: Path) -> Cli:
-    return Cli(make_env(tmp_path), f"sqlite:///{tmp_path / 'x.db'}", tmp_path)
+    return Cli(cli_env(tmp_path), f"sqlite:///{tmp_path / 'x.db'}", tmp_path)
 
 
 def thread_ids(cli: Cli) -> list[str]:

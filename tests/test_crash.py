@@ -19,7 +19,6 @@ import queue
 import signal
 import sqlite3
 import subprocess
-import sys
 import threading
 from collections import Counter
 from collections.abc import Iterator
@@ -28,28 +27,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from helpers import BIN, cli_env
 
 pytestmark = pytest.mark.slow
 
-BIN = Path(sys.executable).with_name("bzzz-console")
 RUN_TIMEOUT = 120  # generous: a whole demo run takes a few seconds
 LATENCY_MS = "60"  # the demo model's think time: slow enough to kill mid-conversation
 
 Key = tuple[str, int]  # (thread id, seq)
-
-
-def make_env(root: Path, **extra: str) -> dict[str, str]:
-    env = {
-        k: v
-        for k, v in os.environ.items()
-        if not (k.startswith("BZZZ_") and not k.startswith("BZZZ_TEST_")) and k != "OPENAI_API_KEY"
-    }
-    for var, folder in (("XDG_DATA_HOME", "xdg-data"), ("XDG_CONFIG_HOME", "xdg-config")):
-        (root / folder).mkdir(parents=True, exist_ok=True)
-        env[var] = str(root / folder)
-    env["PYTHON_KEYRING_BACKEND"] = "keyring.backends.null.Keyring"
-    env.update(extra)
-    return env
 
 
 class LineReader:
@@ -173,7 +158,7 @@ def reference(tmp_path_factory: pytest.TempPathFactory) -> Snapshot:
     """An uninterrupted run: the end state every interrupted-and-resumed run must reach."""
     root = tmp_path_factory.mktemp("reference")
     path = root / "x.db"
-    env = make_env(root, BZZZ_DEMO__LATENCY_MS=LATENCY_MS)
+    env = cli_env(root, BZZZ_DEMO__LATENCY_MS=LATENCY_MS)
     run_to_idle(["run", "--headless", "--demo", "--exit-when-idle", "--db", f"sqlite:///{path}"], env, root)
     db = read_db(path)
     assert_consistent(db)
@@ -197,7 +182,7 @@ def test_kill_9_then_restart_loses_and_duplicates_nothing(
 ) -> None:
     path = tmp_path / "x.db"
     db_url = f"sqlite:///{path}"
-    env = make_env(tmp_path, BZZZ_DEMO__LATENCY_MS=LATENCY_MS)
+    env = cli_env(tmp_path, BZZZ_DEMO__LATENCY_MS=LATENCY_MS)
 
     # 1. Run the demo, and kill -9 it after it has published `kill_after` messages.
     proc = subprocess.Popen(

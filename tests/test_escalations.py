@@ -11,10 +11,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import os
 import re
 import subprocess
-import sys
 import threading
 import time
 from collections import deque
@@ -25,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from helpers import BIN, cli_env
 
 from bzzz_console.config import Settings
 from bzzz_console.domain import commands as cmd
@@ -40,7 +39,6 @@ from bzzz_console.runtime.runtime import CommandError, Runtime
 from bzzz_console.runtime.scripted_server import Fault, ScriptedReply, ScriptedServer, ScriptedToolCall
 from bzzz_console.store.tables import BudgetRow, EscalationRow, TokenUsageRow, utc
 
-BIN = Path(sys.executable).with_name("bzzz-console")
 CMD_TIMEOUT = 60
 RESUME_TIMEOUT = 10  # generous: the 1 s figure is the benchmark's to measure, not this test's to assert
 TASK = "Pick a cache strategy"
@@ -772,24 +770,10 @@ async def test_downgrade_on_a_budget_breach(tmp_path: Path) -> None:
 # -- spend ----------------------------------------------------------------------------------------------------------
 
 
-def make_env(root: Path) -> dict[str, str]:
-    env = {
-        k: v
-        for k, v in os.environ.items()
-        if not (k.startswith("BZZZ_") and not k.startswith("BZZZ_TEST_")) and k != "OPENAI_API_KEY"
-    }
-    for var, folder in (("XDG_DATA_HOME", "xdg-data"), ("XDG_CONFIG_HOME", "xdg-config")):
-        (root / folder).mkdir(parents=True, exist_ok=True)
-        env[var] = str(root / folder)
-    env["COLUMNS"] = "200"
-    env["NO_COLOR"] = "1"
-    return env
-
-
 def cli(tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
     argv = [str(BIN), *args, "--db", f"sqlite:///{tmp_path / 'bzzz.db'}"]
     return subprocess.run(
-        argv, env=make_env(tmp_path), capture_output=True, text=True, timeout=CMD_TIMEOUT, check=False
+        argv, env=cli_env(tmp_path), capture_output=True, text=True, timeout=CMD_TIMEOUT, check=False
     )
 
 
@@ -1034,7 +1018,7 @@ async def test_read_only_holds_for_cli_answers_and_mcp_decisions(tmp_path: Path)
     async with node(tmp_path, escalated_script()) as n:
         await n.start_task()
         esc = n.open_escalation()
-        env = {**make_env(tmp_path), "BZZZ_SECURITY__READONLY": "true"}
+        env = {**cli_env(tmp_path), "BZZZ_SECURITY__READONLY": "true"}
         argv = [
             str(BIN),
             "escalations",

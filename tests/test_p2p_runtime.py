@@ -21,7 +21,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from test_escalations import BIN, Node, Script, escalated_script, make_env, node, post
+from helpers import BIN, cli_env
+from test_escalations import Node, Script, escalated_script, node, post
 
 from bzzz_console.config import ConfigError, load_settings
 from bzzz_console.domain import commands as cmd
@@ -385,7 +386,7 @@ class Headless:
         root.mkdir()
         argv = [str(BIN), "run", "--headless", "--db", f"sqlite:///{root / 'bzzz.db'}", *args]
         self.proc = subprocess.Popen(
-            argv, env=make_env(root), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+            argv, env=cli_env(root), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
         )
         self.events: list[dict[str, Any]] = []
 

@@ -19,6 +19,7 @@ from typing import Any
 import keyring
 import keyring.backend
 import pytest
+from helpers import BIN, cli_env
 
 from bzzz_console.config import ConfigError, Settings
 from bzzz_console.domain.llm import ChatMessage
@@ -40,7 +41,6 @@ from bzzz_console.secrets import (
     set_key,
 )
 
-BIN = Path(sys.executable).with_name("bzzz-console")
 CMD_TIMEOUT = 60
 RUN_TIMEOUT = 120
 
@@ -462,23 +462,6 @@ def test_fingerprints_never_give_a_short_key_away() -> None:
 
 
 # -- the key commands, as an operator runs them ------------------------------------------------------------------
-def cli_env(root: Path, **extra: str) -> dict[str, str]:
-    env = {
-        k: v
-        for k, v in os.environ.items()
-        if not (k.startswith("BZZZ_") and not k.startswith("BZZZ_TEST_"))
-        and k not in ("OPENAI_API_KEY", "CREDENTIALS_DIRECTORY")
-    }
-    for var, folder in (("XDG_DATA_HOME", "xdg-data"), ("XDG_CONFIG_HOME", "xdg-config")):
-        (root / folder).mkdir(parents=True, exist_ok=True)
-        env[var] = str(root / folder)
-    env["PYTHON_KEYRING_BACKEND"] = "keyring.backends.null.Keyring"  # never the developer's keyring
-    env["COLUMNS"] = "200"
-    env["NO_COLOR"] = "1"
-    env.update(extra)
-    return env
-
-
 def run_cli(
     env: dict[str, str], *args: str, stdin: str | None = None, timeout: float = CMD_TIMEOUT
 ) -> subprocess.CompletedProcess[str]:

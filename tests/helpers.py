@@ -1,0 +1,29 @@
+"""What several test modules need to run the installed command: its path and a clean environment."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+BIN = Path(sys.executable).with_name("bzzz-console")
+"""The installed ``bzzz-console`` of the interpreter running the tests."""
+
+
+def cli_env(root: Path, **extra: str) -> dict[str, str]:
+    """The parent environment without the developer's settings, key or credentials, with the data and config
+    dirs under ``root``, no keyring of the developer's, and plain wide output."""
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not (k.startswith("BZZZ_") and not k.startswith("BZZZ_TEST_"))
+        and k not in ("OPENAI_API_KEY", "CREDENTIALS_DIRECTORY")
+    }
+    for var, folder in (("XDG_DATA_HOME", "xdg-data"), ("XDG_CONFIG_HOME", "xdg-config")):
+        (root / folder).mkdir(parents=True, exist_ok=True)
+        env[var] = str(root / folder)
+    env["PYTHON_KEYRING_BACKEND"] = "keyring.backends.null.Keyring"
+    env["COLUMNS"] = "200"  # rich output is not wrapped mid-topic
+    env["NO_COLOR"] = "1"
+    env.update(extra)
+    return env
