@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 from bzzz_console.domain import commands as cmd
 from bzzz_console.domain import events as ev
+from bzzz_console.p2p.agents import NAME, remote_name
 from bzzz_console.p2p.signing import SignatureError, sign, verify
 from bzzz_console.p2p.wire import MessageType, format_timestamp, parse_timestamp
 from bzzz_console.store.tables import EscalationRow, utc
@@ -133,8 +134,6 @@ class EscalationSync:
 
     # -- other nodes' escalations, in ---------------------------------------------------------------------
     def on_trigger(self, data: dict[str, Any], author: str) -> None:
-        from bzzz_console.p2p.service import NAME, remote_name
-
         esc_id = data.get("escalation_id")
         if not isinstance(esc_id, str) or not isinstance(
             data.get("priority"), str

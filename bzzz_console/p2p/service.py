@@ -3,10 +3,12 @@
 Outbound, a bus tap (never a bounded queue that could drop) turns runtime events into wire messages, sent in
 order by one sender task: the fleet's capabilities at start and on change, its load every
 ``p2p.availability_interval_s``, agent states (coalesced once a second), this node's escalations and their
-outcomes, and claims on network tasks. Inbound, each admitted message is handled on the asyncio loop: other nodes'
-agents become ``remote`` agents here (visible to ``bzzz_lookup``, named ``<agent>.<last 6 of the peer id>``),
-their escalations are mirrored (:mod:`bzzz_console.p2p.escalation_sync`) and announced tasks are taken on. A
-handler that fails is counted and shown once; it never stops the node or the runtime.
+outcomes, claims on network tasks, and the messages of threads shared with other nodes' agents. Inbound, each
+admitted message is handled on the asyncio loop: other nodes' agents become ``remote`` agents here (visible to
+``bzzz_lookup``, invited by name, named ``<agent>.<last 6 of the peer id>``), their escalations are mirrored
+(:mod:`~bzzz_console.p2p.escalation_sync`), shared threads followed (:mod:`~bzzz_console.p2p.threads`) and announced
+tasks taken on (:mod:`~bzzz_console.p2p.tasks`). A handler that fails is counted and shown once; it never stops
+the node or the runtime.
 """
 
 from __future__ import annotations
@@ -14,7 +16,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import re
 import time
 from collections import Counter
 from collections.abc import Callable
@@ -23,8 +24,8 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from bzzz_console.domain import events as ev
-from bzzz_console.domain.lifecycle import AgentState
 from bzzz_console.domain.threads import ThreadStatus
+from bzzz_console.p2p.agents import RemoteAgents
 from bzzz_console.p2p.escalation_sync import EscalationSync
 from bzzz_console.p2p.node import NodeConfig, P2PError, P2PNode
 from bzzz_console.p2p.tasks import TaskExchange
@@ -38,20 +39,13 @@ if TYPE_CHECKING:
     from bzzz_console.runtime.runtime import Runtime
 
 log = logging.getLogger(__name__)
-NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,56}$")
 STATE_BATCH = 20
 """More agent state changes than this in a second go out as one availability broadcast instead."""
-
-
-def remote_name(name: str, peer_id: str) -> str:
-    """How another node's agent (or thread) is named here: ``architect-1.Q9YSYt``."""
-    return f"{name}.{peer_id[-6:]}"
 
 
 @dataclass
 class RemoteNode:
     peer_id: str
-    first_seen: float = field(default_factory=time.monotonic)
     last_seen: float = field(default_factory=time.monotonic)
     agents: dict[str, str] = field(default_factory=dict)
     """Their agent id → our name for it."""
@@ -70,6 +64,7 @@ class Network:
         self.handler_errors = 0
         self.dropped: Counter[str] = Counter()
         """Messages admitted by the node but refused by their handler (e.g. ``bad_signature``), by reason."""
+        self.agents = RemoteAgents(self)
         self.escalations = EscalationSync(self)
         self.tasks = TaskExchange(self)
         self.threads = ThreadSync(self)
@@ -115,6 +110,9 @@ class Network:
     async def stop(self) -> None:
         if self._untap is not None:
             self._untap()
+        if self._loops:  # what is queued (an outcome just decided, a claim) still leaves, briefly
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._outbox.join(), 2.0)
         for task in self._loops:
             task.cancel()
         for task in self._loops:
@@ -148,6 +146,8 @@ class Network:
                 await self.send(kind, data)
             except P2PError as exc:
                 self.show_error(f"cannot send {kind.value}: {exc}")
+            finally:
+                self._outbox.task_done()
 
     def show_error(self, message: str) -> None:
         """Log every failure; show the operator each distinct one at most once a minute."""
@@ -300,74 +300,15 @@ class Network:
 
     def _handlers(self) -> dict[MessageType, Callable[[dict[str, Any], str], None]]:
         return {
-            MessageType.CAPABILITY_BROADCAST: self._on_capabilities,
-            MessageType.AVAILABILITY_BROADCAST: self._on_availability,
-            MessageType.AGENT_STATE: self._on_agent_state,
+            MessageType.CAPABILITY_BROADCAST: self.agents.on_capabilities,
+            MessageType.AVAILABILITY_BROADCAST: self.agents.on_availability,
+            MessageType.AGENT_STATE: self.agents.on_agent_state,
             MessageType.ESCALATION_TRIGGER: self.escalations.on_trigger,
             MessageType.ESCALATION_DECISION: self.escalations.on_decision,
             MessageType.TASK_ANNOUNCEMENT: self.tasks.on_announcement,
             MessageType.TASK_CLAIM: self.tasks.on_claim,
             MessageType.THREAD_MESSAGE: self.threads.on_message,
         }
-
-    def _on_capabilities(self, data: dict[str, Any], author: str) -> None:
-        agents = data.get("agents")
-        if not isinstance(agents, list):
-            return  # a v1 node: capabilities without agents
-        node = self.nodes[author]
-        for info in agents:
-            if isinstance(info, dict):
-                self._register(node, info)
-
-    def _register(self, node: RemoteNode, info: dict[str, Any]) -> None:
-        their_id, role = str(info.get("id", "")), str(info.get("role", ""))
-        if not NAME.match(their_id) or not NAME.match(role):
-            return
-        name = remote_name(their_id, node.peer_id)
-        existing = self.rt.agents.get(name)
-        if existing is not None and existing.origin != "remote":
-            return  # never let the network replace one of ours
-        caps = [str(c)[:64] for c in info.get("capabilities", []) if isinstance(c, str)][:64]
-        raw_max = info.get("max_tasks", 2)
-        max_tasks = raw_max if isinstance(raw_max, int) and 0 < raw_max < 1000 else 2
-        changed = existing is None or (
-            existing.role,
-            existing.spec.capabilities,
-            existing.spec.max_tasks,
-        ) != (role, tuple(caps), max_tasks)
-        if changed:
-            speciality = str(info.get("specialization") or "")[:200] or None
-            self.rt.register_external(name, role, caps, speciality, max_tasks, "remote", node_id=node.peer_id)
-        node.agents[their_id] = name
-        self._set_state(name, info.get("state"), node.peer_id)
-
-    def _on_availability(self, data: dict[str, Any], author: str) -> None:
-        node = self.nodes[author]
-        node.availability = {k: v for k, v in data.items() if k != "agents"}
-        for info in data.get("agents") or []:
-            if isinstance(info, dict) and str(info.get("id")) in node.agents:
-                self._set_state(node.agents[str(info["id"])], info.get("state"), author)
-
-    def _on_agent_state(self, data: dict[str, Any], author: str) -> None:
-        name = self.nodes[author].agents.get(data["agent_id"])
-        if name is not None:
-            self._set_state(name, data["state"], author)
-
-    def _set_state(self, name: str, value: object, peer_id: str) -> None:
-        agent = self.rt.agents.get(name)
-        try:
-            state = AgentState(str(value))
-        except ValueError:
-            return
-        if agent is None or agent.origin != "remote" or agent.state is state:
-            return
-        old, agent.state = agent.state, state  # their lifecycle was checked there; we only mirror it
-        self.rt.store.set_agent_state(name, state.value)
-        self.rt.publish(
-            ev.AgentStateChanged(
-                agent_id=name, old=old.value, new=state.value, reason=f"on node {peer_id[-6:]}"
-            )
-        )
 
     # -- for the console and `status` ---------------------------------------------------------------------
     def snapshot(self) -> dict[str, Any]:

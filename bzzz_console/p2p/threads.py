@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any
 
 from bzzz_console.domain import events as ev
 from bzzz_console.domain.threads import SYSTEM_AUTHOR, MessageType, ThreadStatus
+from bzzz_console.p2p.agents import remote_name
 from bzzz_console.p2p.wire import MessageType as Wire
 from bzzz_console.runtime.model import Participant, ThreadState
 from bzzz_console.store.tables import MessageRow, ParticipantRow, ThreadRow
@@ -168,8 +169,6 @@ class ThreadSync:
         )
 
     async def _into_mirror(self, data: dict[str, Any], author: str, host: str) -> None:
-        from bzzz_console.p2p.service import remote_name
-
         mirror_id = remote_name(data["thread_id"], host)[:64]
         thread = self.rt.conversations.threads.get(mirror_id)
         if thread is None:
