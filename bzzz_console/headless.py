@@ -18,23 +18,14 @@ from bzzz_console.runtime.bus import Subscription
 
 def seed_demo_tasks(settings: Settings) -> int:
     """Add the demo scenario's three tasks when the database has no task at all; return how many were added."""
-    from bzzz_console.runtime.demo import DEMO_TASKS
+    from bzzz_console.runtime.demo import add_demo_tasks
     from bzzz_console.store.repo import Store
 
     store = Store.open(settings.database_url())
     try:
         if store.count_tasks():
             return 0
-        for task in DEMO_TASKS:
-            store.add_task(
-                title=task["title"],
-                description=task["description"],
-                roles=task["roles"],
-                priority=task["priority"],
-                project=settings.runtime.project,
-                source="demo",
-            )
-        return len(DEMO_TASKS)
+        return len(add_demo_tasks(store, settings.runtime.project))
     finally:
         store.close()
 

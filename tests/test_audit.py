@@ -43,7 +43,7 @@ from bzzz_console.nodekey import (
     node_key_path,
     public_key_hex,
 )
-from bzzz_console.runtime.demo import DEMO_TASKS
+from bzzz_console.runtime.demo import add_demo_tasks
 from bzzz_console.runtime.runtime import Runtime
 from bzzz_console.store.repo import Store
 from bzzz_console.store.retention import prune
@@ -86,14 +86,7 @@ async def demo_run(settings: Settings) -> int:
     """One demo run: the three demo tasks, until no agent can make progress; the entries it appended."""
     rt = Runtime(settings, force_demo=True)
     async with rt:
-        for task in DEMO_TASKS:
-            rt.store.add_task(
-                title=task["title"],
-                description=task["description"],
-                roles=task["roles"],
-                priority=task["priority"],
-                project="default",
-            )
+        add_demo_tasks(rt.store)
         rt.capacity_changed()
         await asyncio.wait_for(rt.wait_idle(), 30)
     assert rt.audit is not None

@@ -41,7 +41,7 @@ from bzzz_console.domain.addresses import MAX_LENGTH, SCHEME, AddressError, Sema
 from bzzz_console.domain.events import ErrorRaised
 from bzzz_console.domain.threads import MessageType
 from bzzz_console.p2p import wire
-from bzzz_console.runtime.demo import DEMO_TASKS
+from bzzz_console.runtime.demo import add_demo_tasks
 from bzzz_console.runtime.runtime import Runtime
 from bzzz_console.runtime.tools import (
     AGENT_MESSAGE_TYPES,
@@ -450,14 +450,7 @@ def demo_runtime(folder: Path) -> Iterator[tuple[asyncio.AbstractEventLoop, Runt
     rt = Runtime(fuzz_settings(folder), force_demo=True)
     loop.run_until_complete(rt.start())
     try:
-        for task in DEMO_TASKS:
-            rt.store.add_task(
-                title=task["title"],
-                description=task["description"],
-                roles=task["roles"],
-                priority=task["priority"],
-                project="default",
-            )
+        add_demo_tasks(rt.store)
         rt.capacity_changed()
         loop.run_until_complete(asyncio.wait_for(rt.wait_idle(), 60))
         yield loop, rt

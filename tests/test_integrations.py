@@ -16,7 +16,7 @@ import pytest
 
 from bzzz_console.config import ConfigError, Settings, load_settings
 from bzzz_console.domain import events as ev
-from bzzz_console.runtime.demo import DEMO_TASKS
+from bzzz_console.runtime.demo import DEMO_TASKS, add_demo_tasks
 from bzzz_console.runtime.integrations import _retry_after
 from bzzz_console.runtime.runtime import Runtime
 
@@ -118,14 +118,7 @@ async def test_consensus_goes_to_slurp_and_agents_to_whoosh(tmp_path: Path, serv
     rt = Runtime(settings, force_demo=True)
     events = rt.bus.subscribe()
     async with rt:
-        for t in DEMO_TASKS:
-            rt.store.add_task(
-                title=t["title"],
-                description=t["description"],
-                roles=t["roles"],
-                priority=t["priority"],
-                project="default",
-            )
+        add_demo_tasks(rt.store)
         rt.capacity_changed()
         await asyncio.wait_for(rt.wait_idle(), 60)
         seen = events.drain()

@@ -13,7 +13,7 @@ from bzzz_console.config import Settings
 from bzzz_console.domain import commands as cmd
 from bzzz_console.domain import events as ev
 from bzzz_console.domain.lifecycle import ALLOWED_TRANSITIONS, AgentState
-from bzzz_console.runtime.demo import DEMO_TASKS
+from bzzz_console.runtime.demo import add_demo_tasks
 from bzzz_console.runtime.llm import OpenAIBackend, RetryPolicy
 from bzzz_console.runtime.runtime import CommandError, Runtime
 from bzzz_console.runtime.scripted_server import Fault, ScriptedReply, ScriptedServer, ScriptedToolCall
@@ -30,17 +30,6 @@ def make_settings(tmp_path: Path, **runtime: Any) -> Settings:
     return Settings.model_validate(data)
 
 
-def add_demo_tasks(rt: Runtime, project: str = "default") -> None:
-    for t in DEMO_TASKS:
-        rt.store.add_task(
-            title=t["title"],
-            description=t["description"],
-            roles=t["roles"],
-            priority=t["priority"],
-            project=project,
-        )
-
-
 async def run_until_idle(rt: Runtime, timeout: float = 30) -> None:
     await asyncio.wait_for(rt.wait_idle(), timeout)
 
@@ -49,7 +38,7 @@ async def test_demo_team_reaches_consensus_twice_and_escalates_once(tmp_path: Pa
     rt = Runtime(make_settings(tmp_path), force_demo=True)
     events = rt.bus.subscribe()
     async with rt:
-        add_demo_tasks(rt)
+        add_demo_tasks(rt.store)
         rt.capacity_changed()
         await run_until_idle(rt)
         seen = events.drain()
@@ -91,7 +80,7 @@ async def test_demo_team_reaches_consensus_twice_and_escalates_once(tmp_path: Pa
 async def test_restart_restores_waiting_thread_and_escalating_agent(tmp_path: Path) -> None:
     settings = make_settings(tmp_path)
     async with Runtime(settings, force_demo=True) as rt:
-        add_demo_tasks(rt)
+        add_demo_tasks(rt.store)
         rt.capacity_changed()
         await run_until_idle(rt)
         waiting = [t.id for t in rt.store.threads("waiting_human")]
@@ -318,11 +307,13 @@ async def test_commands_fail_clearly(tmp_path: Path) -> None:
             await rt.submit(cmd.AddTask(title="  "))
 
 
-async def test_terminating_an_escalating_agent_cancels_its_escalation_and_the_thread_goes_on(tmp_path: Path) -> None:
+async def test_terminating_an_escalating_agent_cancels_its_escalation_and_the_thread_goes_on(
+    tmp_path: Path,
+) -> None:
     rt = Runtime(make_settings(tmp_path), force_demo=True)
     events = rt.bus.subscribe()
     async with rt:
-        add_demo_tasks(rt)
+        add_demo_tasks(rt.store)
         rt.capacity_changed()
         await run_until_idle(rt)
         [escalation] = rt.store.escalations("open")
@@ -331,11 +322,18 @@ async def test_terminating_an_escalating_agent_cancels_its_escalation_and_the_th
         row = rt.store.get_escalation(escalation.id)
         thread = rt.store.get_thread(escalation.thread_id or "")
         agent_state = rt.agents[escalation.agent_id or ""].state
-    assert row is not None and row.state == "cancelled" and row.decision and "terminated" in row.decision["reason"]
+    assert (
+        row is not None
+        and row.state == "cancelled"
+        and row.decision
+        and "terminated" in row.decision["reason"]
+    )
     seen = events.drain()
     cancelled_at = next(i for i, e in enumerate(seen) if isinstance(e, ev.EscalationCancelled))
     assert seen[cancelled_at].escalation_id == escalation.id  # type: ignore[attr-defined]
-    resumed = [e for e in seen[cancelled_at:] if isinstance(e, ev.ThreadStatusChanged) and e.status == "active"]
+    resumed = [
+        e for e in seen[cancelled_at:] if isinstance(e, ev.ThreadStatusChanged) and e.status == "active"
+    ]
     assert resumed and resumed[0].thread_id == thread.id  # the thread went on without the terminated agent
     assert agent_state is AgentState.TERMINATING
     assert escalation.agent_id not in {p.agent_id for p in rt.store.participants(thread.id)}
@@ -343,8 +341,11 @@ async def test_terminating_an_escalating_agent_cancels_its_escalation_and_the_th
 
 async def test_tasks_are_stored_redacted(tmp_path: Path) -> None:
     async with Runtime(make_settings(tmp_path, fleet={"architect": 1}), force_demo=True) as rt:
-        task = await rt.submit(cmd.AddTask(title="Mail ops@example.com", description="Call +1 415 555 0100",
-                                           roles=("architect",)))
+        task = await rt.submit(
+            cmd.AddTask(
+                title="Mail ops@example.com", description="Call +1 415 555 0100", roles=("architect",)
+            )
+        )
         stored = rt.store.get_task(task.id)
     assert stored.title == "Mail [redacted:email]"
     assert stored.description == "Call [redacted:phone]"

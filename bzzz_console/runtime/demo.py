@@ -15,11 +15,15 @@ import hashlib
 import random
 import re
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from bzzz_console.config import Settings
 from bzzz_console.domain.llm import Usage
 from bzzz_console.runtime.scripted_server import ScriptedReply, ScriptedServer, ScriptedToolCall
+
+if TYPE_CHECKING:
+    from bzzz_console.store.repo import Store
+    from bzzz_console.store.tables import TaskRow
 
 DEMO_TASKS: tuple[dict[str, Any], ...] = (
     {
@@ -44,6 +48,12 @@ DEMO_TASKS: tuple[dict[str, Any], ...] = (
         "priority": "medium",
     },
 )
+
+
+def add_demo_tasks(store: Store, project: str = "default", source: str = "demo") -> list[TaskRow]:
+    """The demo scenario's three tasks, added to the store (a running runtime picks them up)."""
+    return [store.add_task(project=project, source=source, **task) for task in DEMO_TASKS]
+
 
 _CARD = re.compile(r"^(agent_id|role|thread_id|project|topic|participants): (.*)$", re.M)
 _LINE = re.compile(

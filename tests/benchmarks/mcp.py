@@ -34,7 +34,7 @@ from pathlib import Path
 from typing import Any
 
 from bzzz_console.config import Settings
-from bzzz_console.runtime.demo import DEMO_TASKS
+from bzzz_console.runtime.demo import add_demo_tasks
 from bzzz_console.runtime.runtime import Runtime
 
 WARMUP = 20
@@ -92,14 +92,7 @@ async def run(root: Path, n: int) -> dict[str, Any]:
     )
     out: dict[str, Any] = {}
     async with Runtime(settings, force_demo=True) as rt:
-        for task in DEMO_TASKS:
-            rt.store.add_task(
-                title=task["title"],
-                description=task["description"],
-                roles=task["roles"],
-                priority=task["priority"],
-                project="default",
-            )
+        add_demo_tasks(rt.store)
         rt.capacity_changed()
         await asyncio.wait_for(rt.wait_idle(), 60)
         thread = max(rt.store.threads(), key=lambda t: t.message_count)
