@@ -94,7 +94,7 @@ class EscalationSync:
             "node_id": self.net.peer_id,
         }
 
-    def outcome(self, row: EscalationRow, request_id: str | None = None) -> dict[str, Any]:
+    def outcome(self, row: EscalationRow) -> dict[str, Any]:
         decision = dict(row.decision or {})
         data = {
             "escalation_id": row.id,
@@ -103,7 +103,7 @@ class EscalationSync:
             "decided_at": _stamp(row.answered_at or datetime.now(UTC)),
             "status": OUTCOME_OF_STATE.get(row.state, "applied"),
             "origin": self.net.peer_id,
-            "request_id": request_id or decision.get("request_id"),
+            "request_id": decision.get("request_id"),
             "decider": decision.get("peer"),
             "details": {k: decision[k] for k in DETAILS if k in decision},
         }
