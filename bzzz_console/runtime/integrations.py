@@ -19,15 +19,16 @@ import contextlib
 import os
 from collections import deque
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
-from email.utils import parsedate_to_datetime
+from datetime import datetime
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 from bzzz_console import __version__
 from bzzz_console.domain import events as ev
 from bzzz_console.domain.addresses import agent_address
+from bzzz_console.runtime.llm import parse_retry_after
 from bzzz_console.runtime.memory import excerpt
+from bzzz_console.store.tables import utc
 
 if TYPE_CHECKING:
     from bzzz_console.runtime.bus import Subscription
@@ -188,7 +189,7 @@ class Integrations:
                 "confidence": round(len(agreed & voters) / len(voters), 3) if voters else 1.0,
             },
             "metadata": {
-                "thread_duration": round((_utc(ended) - _utc(thread.created_at)).total_seconds() / 60, 3),
+                "thread_duration": round((utc(ended) - utc(thread.created_at)).total_seconds() / 60, 3),
                 "message_count": thread.message_count,
                 "agent_count": len(participants),
                 "consensus_type": "unanimous" if voters <= agreed else "majority",
@@ -337,24 +338,12 @@ class Integrations:
 
 def _retry_after(value: str | None, default: float) -> float:
     """Seconds from a ``Retry-After`` header (seconds or an HTTP date); ``default`` when absent or unreadable."""
-    if not value:
-        return default
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        pass
-    try:
-        return max(0.0, (parsedate_to_datetime(value) - datetime.now(UTC)).total_seconds())
-    except (TypeError, ValueError):
-        return default
-
-
-def _utc(when: datetime) -> datetime:
-    return when if when.tzinfo is not None else when.replace(tzinfo=UTC)  # SQLite hands back naive UTC
+    seconds = parse_retry_after({"retry-after": value} if value else {})
+    return default if seconds is None else seconds
 
 
 def _iso(when: datetime) -> str:
-    return _utc(when).isoformat()
+    return utc(when).isoformat()  # SQLite hands back naive UTC
 
 
 async def _cancel(task: asyncio.Task[None]) -> None:
