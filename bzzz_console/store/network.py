@@ -6,6 +6,7 @@ restarts hears the same broadcasts twice. Nothing from the network ever overwrit
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
@@ -55,33 +56,25 @@ class NetworkQueries:
                 return None
             return s.get(EscalationRow, escalation_id)
 
-    def add_network_task(
+    def add_task(  # provided by Store
         self,
-        task_id: str,
         *,
         title: str,
         description: str,
-        roles: list[str],
+        roles: Sequence[str],
         priority: str,
         project: str,
-    ) -> TaskRow | None:
+        source: str = "cli",
+        task_id: str | None = None,
+    ) -> TaskRow:
+        raise NotImplementedError
+
+    def add_network_task(self, task_id: str, **fields: Any) -> TaskRow | None:
         """A task announced on the network, under a stable id; None if it is already known."""
         with self.session() as s:
             if s.get(TaskRow, task_id) is not None:
                 return None
-            row = TaskRow(
-                id=task_id,
-                title=title,
-                description=description,
-                roles=roles,
-                priority=priority,
-                project=project,
-                source="p2p",
-            )
-            s.add(row)
-            s.commit()
-            s.refresh(row)
-            return row
+        return self.add_task(task_id=task_id, source="p2p", **fields)
 
     def withdraw_task(self, task_id: str) -> bool:
         """Another node claimed a network task first: drop it here if no thread started on it yet."""

@@ -108,9 +108,11 @@ class Store(HotWrites, SpendQueries, EscalationQueries, NetworkQueries):
         priority: str,
         project: str,
         source: str = "cli",
+        task_id: str | None = None,
     ) -> TaskRow:
+        """A new pending task; ``task_id`` for a stable id given from outside (a network task)."""
         row = TaskRow(
-            id=new_id("task"),
+            id=task_id or new_id("task"),
             title=title,
             description=description,
             roles=list(roles),
