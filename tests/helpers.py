@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import sys
+import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 BIN = Path(sys.executable).with_name("bzzz-console")
 """The installed ``bzzz-console`` of the interpreter running the tests."""
@@ -27,3 +31,14 @@ def cli_env(root: Path, **extra: str) -> dict[str, str]:
     env["NO_COLOR"] = "1"
     env.update(extra)
     return env
+
+
+async def eventually(check: Callable[[], Any], what: str, timeout: float = 30.0) -> Any:
+    """Poll ``check`` until it returns something true (and return that); fail naming ``what`` after ``timeout``
+    seconds, a generous bound on a busy machine, never a duration being tested."""
+    deadline = time.monotonic() + timeout
+    while not (result := check()):
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout:g} s waiting for {what}")
+        await asyncio.sleep(0.02)
+    return result

@@ -6,24 +6,21 @@ things settle".
 
 from __future__ import annotations
 
-import asyncio
 import os
 import socket
 import threading
-import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from typing import Any
 
 import pytest
+from helpers import eventually
 
 from bzzz_console.p2p.node import NodeConfig, P2PError, P2PNode, peer_id_from_seed
 from bzzz_console.p2p.wire import TOPIC_COORDINATION, TOPIC_META, MessageType, WireMessage, topic_of
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(90)]
-
-DEADLINE_S = 20.0
 
 
 class Inbox:
@@ -39,14 +36,6 @@ class Inbox:
 
     def of_type(self, kind: MessageType) -> list[tuple[WireMessage, str]]:
         return [(m, a) for m, a in self.messages if m.type is kind]
-
-
-async def eventually(check: Callable[[], Any], what: str, timeout: float = DEADLINE_S) -> None:
-    deadline = time.monotonic() + timeout
-    while not check():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout:g} s waiting for {what}")
-        await asyncio.sleep(0.02)
 
 
 def message(node: P2PNode, kind: MessageType, **data: Any) -> WireMessage:

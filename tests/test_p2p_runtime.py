@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from helpers import BIN, cli_env
+from helpers import BIN, cli_env, eventually
 from test_escalations import Node, Script, escalated_script, node, post
 
 from bzzz_console.config import ConfigError, load_settings
@@ -39,15 +39,6 @@ from bzzz_console.runtime.operator import CommandError
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(120)]
 DEADLINE_S = 30.0
 LOOPBACK = {"enabled": True, "listen": ["/ip4/127.0.0.1/tcp/0"], "availability_interval_s": 1}
-
-
-async def eventually(check: Callable[[], Any], what: str, timeout: float = DEADLINE_S) -> Any:
-    deadline = time.monotonic() + timeout
-    while not (result := check()):
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout:g} s waiting for {what}")
-        await asyncio.sleep(0.05)
-    return result
 
 
 def address(n: Node) -> str:
