@@ -72,7 +72,9 @@ JsonOption = Annotated[bool, typer.Option("--json", help="One JSON document on s
 
 
 def _fail(message: str, code: int = 1) -> NoReturn:
-    typer.echo(f"bzzz-console: error: {message}", err=True)
+    from bzzz_console.domain.text import inert
+
+    typer.echo(f"bzzz-console: error: {inert(message)}", err=True)  # messages quote names from data
     raise typer.Exit(code)
 
 
@@ -112,7 +114,9 @@ def _store(config: Path | None, db: str | None) -> Any:
 
 
 def _emit_json(data: Any) -> None:
-    sys.stdout.write(json.dumps(data, indent=2, ensure_ascii=False, default=str) + "\n")
+    from bzzz_console.domain.text import json_safe
+
+    sys.stdout.write(json_safe(json.dumps(data, indent=2, ensure_ascii=False, default=str)) + "\n")
 
 
 def _version(value: bool) -> None:
@@ -287,8 +291,12 @@ def threads_show(thread_id: str, db: DbOption = None, config: ConfigOption = Non
         store.close()
         from rich.console import Console
         from rich.markdown import Markdown
+        from rich.theme import Theme
 
-        Console().print(Markdown(thread_markdown(doc)))
+        # The export is inert already (reports.thread_markdown); links print their address instead of
+        # becoming live, and the quoted message bodies keep the terminal's colour instead of magenta.
+        console = Console(theme=Theme({"markdown.block_quote": "none"}))
+        console.print(Markdown(thread_markdown(doc), hyperlinks=False))
 
 
 class ExportFormat(StrEnum):
@@ -315,8 +323,10 @@ def threads_export(
         store = Store.open(settings.database_url())
         doc = thread_document(store, thread_id, settings.security)
         store.close()
+        from bzzz_console.domain.text import json_safe
+
         text = (
-            json.dumps(doc, indent=2, ensure_ascii=False) + "\n"
+            json_safe(json.dumps(doc, indent=2, ensure_ascii=False)) + "\n"
             if format is ExportFormat.json
             else thread_markdown(doc)
         )
@@ -358,9 +368,14 @@ def config_show(config: ConfigOption = None, as_json: JsonOption = False) -> Non
 
 
 def _table(rows: list[dict[str, Any]], columns: list[str]) -> None:
-    """A plain table: one line per row (long cells are cut with …), so it greps and fits a terminal."""
+    """A plain table: one line per row (long cells are cut with …), so it greps and fits a terminal.
+
+    Cells are data: each is made inert (one line) and given to Rich as ``Text``, never parsed as markup."""
     from rich.console import Console
     from rich.table import Table
+    from rich.text import Text
+
+    from bzzz_console.domain.text import inert_line
 
     console = Console()
     table = Table(box=None, header_style="bold", pad_edge=False)
@@ -368,7 +383,7 @@ def _table(rows: list[dict[str, Any]], columns: list[str]) -> None:
         last = i == len(columns) - 1
         table.add_column(column, no_wrap=True, overflow="ellipsis", max_width=None if last else 40)
     for row in rows:
-        table.add_row(*("—" if row.get(c) is None else str(row.get(c)) for c in columns))
+        table.add_row(*(Text("—" if row.get(c) is None else inert_line(str(row.get(c)))) for c in columns))
     if not console.is_terminal:
         console = Console(width=max(console.width, 160))
     console.print(table)
