@@ -75,23 +75,29 @@ def escalations_show(
         if as_json:
             sys.stdout.write(json.dumps(data, indent=2, default=str) + "\n")
             return
+        from bzzz_console.domain.text import inert, inert_line
+
+        def one(value: object) -> str:  # every field is data (agents, peers, MCP clients): shown inert
+            return inert_line(str(value))
+
         lines = [
-            f"{row.id}  [{row.priority}] {row.state}  rule: {row.rule}",
-            f"thread {row.thread_id}  agent {row.agent_id} ({row.context.get('agent_state')})",
-            f"deadline {data['deadline']} — then: {row.default_action}",
+            f"{one(row.id)}  [{one(row.priority)}] {one(row.state)}  rule: {one(row.rule)}",
+            f"thread {one(row.thread_id)}  agent {one(row.agent_id)} ({one(row.context.get('agent_state'))})",
+            f"deadline {data['deadline']} — then: {one(row.default_action)}",
             "",
-            row.reason,
+            inert(row.reason),
             "",
         ]
-        lines += [f"  {line}" for line in row.context.get("excerpt", [])]
+        lines += [f"  {one(line)}" for line in row.context.get("excerpt", [])]
         for budget in row.context.get("spend", []):
             lines.append(
-                f"spend {budget['scope']} {budget['key']}: ${budget['spent_usd']:.4f} of {_limit(budget['limit_usd'])}"
+                f"spend {one(budget['scope'])} {one(budget['key'])}: ${budget['spent_usd']:.4f} of "
+                f"{_limit(budget['limit_usd'])}"
             )
         if row.context.get("options"):
-            lines.append("options: " + ", ".join(row.context["options"]))
+            lines.append("options: " + ", ".join(one(o) for o in row.context["options"]))
         if row.decision:
-            lines.append(f"decision: {json.dumps(row.decision)} by {row.answered_by}")
+            lines.append(f"decision: {json.dumps(row.decision)} by {one(row.answered_by)}")
         typer.echo("\n".join(lines))
 
 
@@ -360,6 +366,11 @@ def status(
 
 
 def _print_status(report: dict[str, Any]) -> None:
+    from bzzz_console.domain.text import inert_line
+
+    def one(value: object) -> str:  # escalations and budgets name agents, rules and reasons: data
+        return inert_line(str(value))
+
     ok = {True: "ok", False: "FAIL"}
     database, provider = report["database"], report["model_provider"]
     lines = [
@@ -367,21 +378,24 @@ def _print_status(report: dict[str, Any]) -> None:
         + (
             f"  (revision {database.get('revision')})"
             if database["reachable"]
-            else f"  {database.get('error')}"
+            else f"  {one(database.get('error'))}"
         ),
-        f"model provider  {ok[provider['reachable']]}  {provider['label']}  {provider['detail']}",
+        f"model provider  {ok[provider['reachable']]}  {provider['label']}  {one(provider['detail'])}",
     ]
     if "agents" in report:
-        states = ", ".join(f"{n} {s}" for s, n in sorted(report["agents"]["by_state"].items())) or "none yet"
+        states = (
+            ", ".join(f"{n} {one(s)}" for s, n in sorted(report["agents"]["by_state"].items())) or "none yet"
+        )
         lines.append(f"agents          {report['agents']['total']}: {states}")
         lines.append(
-            f"threads         {', '.join(f'{n} {s}' for s, n in sorted(report['threads'].items())) or 'none'}"
+            f"threads         {', '.join(f'{n} {one(s)}' for s, n in sorted(report['threads'].items())) or 'none'}"
         )
         waiting = report["open_escalations"]
         lines.append(
             f"escalations     {len(waiting)} open"
             + "".join(
-                f"\n  [{e['priority']}] {e['id']} {e['agent_id'] or ''} {e['rule']}: {e['reason'][:90]}"
+                f"\n  [{one(e['priority'])}] {one(e['id'])} {one(e['agent_id'] or '')} {one(e['rule'])}: "
+                + inert_line(e["reason"], 90)
                 for e in waiting
             )
         )
@@ -396,7 +410,8 @@ def _print_status(report: dict[str, Any]) -> None:
         )
         for budget in spend["budgets_over_80pct"]:
             lines.append(
-                f"  ⚠ {budget['scope']} {budget['key']}: ${budget['spent_usd']:.4f} of {_limit(budget['limit_usd'])}"
+                f"  ⚠ {one(budget['scope'])} {one(budget['key'])}: ${budget['spent_usd']:.4f} of "
+                f"{_limit(budget['limit_usd'])}"
             )
     lines.append("healthy" if report["healthy"] else "NOT healthy")
     typer.echo("\n".join(lines))

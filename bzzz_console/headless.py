@@ -13,6 +13,7 @@ from typing import Any, TextIO
 
 from bzzz_console.config import Settings
 from bzzz_console.domain.events import to_json
+from bzzz_console.domain.text import json_safe
 from bzzz_console.runtime.bus import Subscription
 
 
@@ -32,7 +33,7 @@ def seed_demo_tasks(settings: Settings) -> int:
 
 async def _print_events(events: Subscription, out: TextIO) -> None:
     async for event in events:
-        out.write(to_json(event) + "\n")
+        out.write(json_safe(to_json(event)) + "\n")  # the same JSON; nothing in it acts on a terminal
         out.flush()
 
 

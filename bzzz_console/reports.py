@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from bzzz_console.config import SecuritySettings
+from bzzz_console.domain.text import md_block, md_code, md_text
 from bzzz_console.store.repo import Store
 from bzzz_console.store.tables import utc
 
@@ -127,24 +128,37 @@ def thread_document(store: Store, thread_id: str, security: SecuritySettings | N
 
 
 def thread_markdown(doc: dict[str, Any]) -> str:
+    """The thread as a Markdown document (``threads export``, ``threads show``).
+
+    Everything in it came from data, so it goes through :mod:`bzzz_console.domain.text`: names, the topic and
+    decisions are literal text (``md_text``: no link, image, emphasis or HTML can start in them), ids are code
+    spans, and each message body is the agent's Markdown, quoted and with HTML and images neutralised
+    (``md_block``), so it cannot pass for the document's own headings."""
     cost = "unknown" if doc["cost_usd"] is None else f"${doc['cost_usd']:.4f}"
     lines = [
-        f"# {doc['topic']}",
+        f"# {md_text(doc['topic'])}",
         "",
-        f"- thread: `{doc['id']}` · status: **{doc['status']}** · turns: {doc['turns']} · cost: {cost}",
-        "- participants: " + ", ".join(f"{p['agent_id']} ({p['role']})" for p in doc["participants"]),
+        f"- thread: {md_code(doc['id'])} · status: **{md_text(doc['status'])}** · turns: {doc['turns']} · "
+        f"cost: {cost}",
+        "- participants: "
+        + ", ".join(f"{md_text(p['agent_id'])} ({md_text(p['role'])})" for p in doc["participants"]),
         "",
         "## Transcript",
         "",
     ]
     for m in doc["messages"]:
         marker = "🧑 " if m["role"] == "human" else ""
-        lines.append(f"### #{m['seq']} {marker}{m['from']} ({m['role']}) · {m['type']}")
+        lines.append(
+            f"### #{m['seq']} {marker}{md_text(m['from'])} ({md_text(m['role'])}) · {md_text(m['type'])}"
+        )
         lines.append("")
-        lines.append(m["content"])
+        lines.append(md_block(m["content"]))
         lines.append("")
     if doc["decisions"]:
         lines += ["## Decisions", ""]
-        lines += [f"- {d['summary'].splitlines()[0]} — {d['made_by']}" for d in doc["decisions"]]
+        lines += [
+            f"- {md_text((d['summary'].splitlines() or [''])[0])} — {md_text(d['made_by'])}"
+            for d in doc["decisions"]
+        ]
         lines.append("")
     return "\n".join(lines)
