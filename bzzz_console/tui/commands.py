@@ -1,4 +1,9 @@
-"""Command palette providers: go to a thread, agent or escalation; new task; network; pause or resume an agent."""
+"""Command palette providers: go to a thread, agent or escalation; new task; network; pause or resume an agent.
+
+Hits name ids, topics and reasons that came from data. Textual parses a hit's text as markup unless it is
+``Content`` already (and a ``[/]`` in a title then raises MarkupError while the palette draws, which took the
+console and its agents down), so every hit is built as ``Content`` from inert text, highlighted here.
+"""
 
 from __future__ import annotations
 
@@ -6,9 +11,35 @@ from functools import partial
 from typing import TYPE_CHECKING
 
 from textual.command import DiscoveryHit, Hit, Hits, Provider
+from textual.content import Content
+from textual.fuzzy import Matcher
+
+from bzzz_console.domain.text import inert_line
 
 if TYPE_CHECKING:
     from bzzz_console.tui.app import BzzzApp
+
+HELP_LIMIT = 120
+"""Characters of a hit's help line (a topic or reason)."""
+
+
+def literal(text: str, limit: int | None = None) -> Content:
+    """Data as palette content: one inert line, never parsed as markup."""
+    return Content(inert_line(text, limit))
+
+
+def highlighted(matcher: Matcher, name: str) -> Content:
+    """``name`` with the characters the query matched highlighted, as ``Matcher.highlight`` does, but
+    without parsing ``name`` as markup."""
+    shown = inert_line(name)
+    content = Content(shown)
+    score, offsets = matcher.fuzzy_search.match(matcher.query, shown)
+    if not score:
+        return content
+    for offset in offsets:
+        if not shown[offset].isspace():
+            content = content.stylize(matcher.match_style, offset, offset + 1)
+    return content
 
 
 class FleetCommands(Provider):
@@ -23,7 +54,7 @@ class FleetCommands(Provider):
             out.append(
                 (
                     f"Go to escalation {e.id} ({e.priority})",
-                    f"{e.rule}: {e.reason[:80]}",
+                    f"{e.rule}: {e.reason}",
                     partial(app.open_escalation, e.id),
                 )
             )
@@ -44,11 +75,20 @@ class FleetCommands(Provider):
 
     async def discover(self) -> Hits:
         for name, help_text, callback in self._choices()[:12]:
-            yield DiscoveryHit(name, callback, help=help_text)  # type: ignore[arg-type]
+            # help is typed str, but Textual passes Content through as it is (Content.from_markup)
+            help_content = literal(help_text, HELP_LIMIT)
+            yield DiscoveryHit(literal(name), callback, text=inert_line(name), help=help_content)  # type: ignore[arg-type]
 
     async def search(self, query: str) -> Hits:
         matcher = self.matcher(query)
         for name, help_text, callback in self._choices():
-            score = matcher.match(name)
+            score = matcher.match(inert_line(name))
             if score > 0:
-                yield Hit(score, matcher.highlight(name), callback, help=help_text)  # type: ignore[arg-type]
+                help_content = literal(help_text, HELP_LIMIT)
+                yield Hit(
+                    score,
+                    highlighted(matcher, name),
+                    callback,  # type: ignore[arg-type]
+                    text=inert_line(name),
+                    help=help_content,  # type: ignore[arg-type]
+                )

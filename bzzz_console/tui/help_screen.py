@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from rich.table import Table
+from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import VerticalScroll
@@ -27,7 +28,8 @@ class HelpScreen(ModalScreen[None]):
                 seen.add(binding.id or binding.action)
                 keymap = getattr(self.app, "_keymap", {}) or {}
                 keys = keymap.get(binding.id or "", binding.key)
-                table.add_row(keys, binding.description or binding.action, binding.id or "")
+                # keys come from the config's keymap: shown as text ("[" is a key, not markup)
+                table.add_row(Text(keys), Text(binding.description or binding.action), Text(binding.id or ""))
         with VerticalScroll(classes="dialog help"):
             yield Static(
                 'Keys  (remap in config: [console.keys] "binding.id" = "key")', classes="dialog-title"

@@ -4,11 +4,14 @@ from __future__ import annotations
 
 from typing import Any
 
+from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
 from textual.screen import ModalScreen
 from textual.widgets import Button, Input, Label, Select
+
+from bzzz_console.domain.text import inert
 
 
 class AskText(ModalScreen[str | None]):
@@ -20,7 +23,7 @@ class AskText(ModalScreen[str | None]):
 
     def compose(self) -> ComposeResult:
         with Vertical(classes="dialog"):
-            yield Label(self.question, classes="dialog-title")
+            yield Label(Text(inert(self.question)), classes="dialog-title")  # it may quote data: never markup
             yield Input(value=self.value, placeholder=self.placeholder, id="answer")
             yield Label("enter to confirm · esc to cancel", classes="dialog-hint")
 
@@ -44,7 +47,7 @@ class Confirm(ModalScreen[bool]):
 
     def compose(self) -> ComposeResult:
         with Vertical(classes="dialog"):
-            yield Label(self.question, classes="dialog-title")
+            yield Label(Text(inert(self.question)), classes="dialog-title")  # "Terminate <agent id>?"
             with Horizontal(classes="dialog-buttons"):
                 yield Button("Yes (y)", variant="error", id="yes")
                 yield Button("No (n)", id="no")

@@ -16,9 +16,10 @@ from textual.containers import Grid
 from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Static
 
+from bzzz_console.domain.text import inert, inert_line
 from bzzz_console.resources import screens_dir
 from bzzz_console.tui.dashboard import Pane
-from bzzz_console.tui.tables import short_peer
+from bzzz_console.tui.tables import cell, short_peer
 
 if TYPE_CHECKING:
     from bzzz_console.tui.app import BzzzApp
@@ -49,7 +50,8 @@ class SnapshotTable(DataTable[object]):
             self.add_column(column, key=column)
 
     def show(self, rows: Sequence[tuple[object, ...]]) -> None:
-        rows = list(rows)
+        # peers name their status, message types and summaries: every cell is inert Text, never markup
+        rows = [tuple(cell(c) for c in row) for row in rows]
         if rows == self.rows_shown:
             return
         cursor = self.cursor_row
@@ -166,7 +168,7 @@ class NetworkScreen(Screen[None]):
             self._head_shown = head
             self.query_one("#network-head", Static).update(head)
         if snapshot is None:
-            off.update(Text(why))  # never markup: "[p2p]" is text
+            off.update(Text(inert(why)))  # never markup: "[p2p]" is text
             return
         peers = peer_rows(snapshot)
         connected = sum(1 for p in snapshot.get("peer_list", []) if p.get("connected"))
@@ -191,8 +193,8 @@ class NetworkScreen(Screen[None]):
             text.append("  off", style="bold yellow")
             return text
         text.append("  this node ")
-        text.append(str(snapshot.get("peer_id", "")), style="bold")
-        addrs = snapshot.get("addrs") or []
+        text.append(inert_line(str(snapshot.get("peer_id", ""))), style="bold")
+        addrs = [inert_line(str(a)) for a in snapshot.get("addrs") or []]
         text.append("\n listening  ")
         text.append("\n            ".join(addrs) if addrs else "nowhere (not started)", style="cyan")
         text.append("\n messages   ")

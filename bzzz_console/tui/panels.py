@@ -7,6 +7,7 @@ from textual.app import ComposeResult
 from textual.containers import Vertical
 from textual.widgets import Sparkline, Static
 
+from bzzz_console.domain.text import inert_line
 from bzzz_console.tui import clock
 from bzzz_console.tui.tables import short_peer
 from bzzz_console.tui.view import FleetView
@@ -31,11 +32,11 @@ class StatusLine(Static):
         text = Text()
         text.append(" bzzz-console ", style="bold reverse")
         node = short_peer(status.peer_id) if status.peer_id else status.node
-        text.append(f" ▸ node {node} ▸ {status.database} ▸ ")
-        text.append(status.provider or "starting…", style="bold yellow" if status.demo else "")
+        text.append(f" ▸ node {inert_line(node)} ▸ {inert_line(status.database)} ▸ ")
+        text.append(inert_line(status.provider) or "starting…", style="bold yellow" if status.demo else "")
         text.append(f" ▸ {status.peers} peer{'' if status.peers == 1 else 's'}")
         if status.mcp:
-            text.append(f" ▸ MCP {status.mcp}")
+            text.append(f" ▸ MCP {inert_line(status.mcp)}")
         if status.readonly:
             text.append(" ▸ READ-ONLY", style="bold red")
         waiting = len(view.open_escalations())
@@ -66,7 +67,7 @@ class SpendPanel(Vertical):
         self.query_one("#spend-sparkline", Sparkline).data = list(spend.series)
         lines = Text()
         models = " · ".join(
-            f"{m} " + ("cost unknown" if m in spend.unknown_models and not c else f"${c:.4f}")
+            f"{inert_line(m, 40)} " + ("cost unknown" if m in spend.unknown_models and not c else f"${c:.4f}")
             for m, c in sorted(spend.by_model.items(), key=lambda x: -x[1])
         )
         lines.append(models or "no model calls yet", style="dim" if not models else "")
@@ -77,8 +78,10 @@ class SpendPanel(Vertical):
             agent_limit = spend.agent_limits.get(agent_id)
             share = cost / agent_limit if agent_limit else 0.0
             over = agent_limit is not None and cost >= agent_limit
-            lines.append(f"{agent_id:<16} {bar(share)} ${cost:.4f}", style="bold red" if over else "")
+            lines.append(
+                f"{inert_line(agent_id, 40):<16} {bar(share)} ${cost:.4f}", style="bold red" if over else ""
+            )
             lines.append(" (over)\n" if over else "\n", style="bold red" if over else "")
         for warning in spend.warnings[-2:]:
-            lines.append(f"⚠ {warning}\n", style="yellow")
+            lines.append(f"⚠ {inert_line(warning)}\n", style="yellow")
         self.query_one("#spend-breakdown", Static).update(lines)

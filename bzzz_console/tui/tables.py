@@ -9,6 +9,7 @@ from rich.text import Text
 from textual.widgets import DataTable
 from textual.widgets.data_table import ColumnKey
 
+from bzzz_console.domain.text import inert_line
 from bzzz_console.tui import clock
 from bzzz_console.tui.view import AgentRowView, EscalationView, FleetView, ThreadRowView
 
@@ -57,6 +58,22 @@ REMOTE_GLYPH = "⇄"
 """Marks another node's agent."""
 
 
+CELL_LIMIT = 200
+"""Characters a cell shows: a 10 000-character topic must not push the other columns off the screen."""
+
+
+def cell(value: object) -> object:
+    """How a table shows a value: as ``Text`` (a string cell would be parsed as markup, and ``[/]`` in a title
+    is a MarkupError), one line, inert (:func:`bzzz_console.domain.text.inert_line`). A ``Text`` built here with
+    styles is kept as it is when its text is already inert, else rebuilt from the inert text in its base style."""
+    if isinstance(value, str):
+        return Text(inert_line(value, CELL_LIMIT), no_wrap=True, end="")
+    if isinstance(value, Text):
+        shown = inert_line(value.plain, CELL_LIMIT)
+        return value if shown == value.plain else Text(shown, style=value.style, no_wrap=True, end="")
+    return value
+
+
 def money(value: float, unknown: bool = False) -> str:
     return "unknown" if unknown and value == 0 else f"{value:.4f}" + ("+?" if unknown else "")
 
@@ -81,7 +98,8 @@ class FleetTable(DataTable[object]):
 
     def refresh_from(self, view: FleetView) -> None:
         now = clock.now()
-        wanted = [(key, cells) for key, cells in self.rows_for(view, now) if self._matches(cells)]
+        rows = ((key, tuple(cell(c) for c in cells)) for key, cells in self.rows_for(view, now))
+        wanted = [(key, cells) for key, cells in rows if self._matches(cells)]
         keys = [key for key, _ in wanted]
         if keys != self._shown:
             selected = self._selected_key()

@@ -12,6 +12,7 @@ from textual.containers import Horizontal
 from textual.screen import Screen
 from textual.widgets import Footer, Input, ListItem, ListView, Static
 
+from bzzz_console.domain.text import inert, inert_line
 from bzzz_console.resources import screens_dir
 from bzzz_console.tui.tables import STATE_STYLE
 from bzzz_console.tui.view import MessageView
@@ -28,6 +29,17 @@ ROLE_CLASS = {
 }
 
 
+def message_body(content: str) -> Markdown | Text:
+    """A message as the agent wrote it (Markdown), inert: no control character reaches the terminal, and links
+    print their address instead of being live (``[docs](file:///etc/passwd)`` must not pass for "docs").
+    Markdown that cannot be parsed is shown as plain text rather than taking the console down."""
+    body = inert(content)
+    try:
+        return Markdown(body, hyperlinks=False)
+    except Exception:  # a parser bug must cost one message's formatting, never the console
+        return Text(body)
+
+
 class MessageItem(ListItem):
     def __init__(self, message: MessageView) -> None:
         role = ROLE_CLASS.get(message.role, "other")
@@ -40,12 +52,12 @@ class MessageItem(ListItem):
         head.append(f"#{m.seq} ", style="dim")
         if m.role == "human":
             head.append("🧑 HUMAN ", style="bold reverse")
-        head.append(f"{m.author} ", style="bold")
-        head.append(f"({m.role}) · ", style="dim")
-        head.append(m.type.upper(), style="bold")
+        head.append(f"{inert_line(m.author)} ", style="bold")
+        head.append(f"({inert_line(m.role)}) · ", style="dim")
+        head.append(inert_line(m.type.upper()), style="bold")
         head.append(f"  {m.at:%H:%M:%S}", style="dim")
         yield Static(head, classes="message-head")
-        yield Static(Markdown(m.content), classes="message-body")
+        yield Static(message_body(m.content), classes="message-body")
 
 
 class ThreadScreen(Screen[None]):
@@ -85,13 +97,14 @@ class ThreadScreen(Screen[None]):
         thread = view.threads.get(self.thread_id)
         head = Text()
         if thread is None:
-            head.append(f"thread {self.thread_id} (not known to this console)", style="bold")
+            head.append(f"thread {inert_line(self.thread_id)} (not known to this console)", style="bold")
         else:
-            head.append(thread.topic, style="bold")
-            head.append(f"\n{thread.id} · status ")
-            head.append(thread.status, style="bold magenta" if thread.status == "waiting_human" else "bold")
+            head.append(inert_line(thread.topic), style="bold")
+            head.append(f"\n{inert_line(thread.id)} · status ")
+            status = inert_line(thread.status)
+            head.append(status, style="bold magenta" if thread.status == "waiting_human" else "bold")
             head.append(
-                f" · consensus: {thread.consensus or 'not yet'} · {thread.messages} messages · "
+                f" · consensus: {inert_line(thread.consensus) or 'not yet'} · {thread.messages} messages · "
                 f"${thread.cost:.4f}"
             )
         self.query_one("#thread-head", Static).update(head)
@@ -100,8 +113,10 @@ class ThreadScreen(Screen[None]):
             agent = view.agents.get(agent_id)
             state = agent.state if agent else "?"
             glyph, style = STATE_STYLE.get(state, ("?", ""))
-            people.append(f"{glyph} {agent_id}\n", style=style)
-            people.append(f"   {agent.role if agent else ''} · {state}\n", style="dim")
+            people.append(f"{glyph} {inert_line(agent_id)}\n", style=style)
+            people.append(
+                f"   {inert_line(agent.role) if agent else ''} · {inert_line(state)}\n", style="dim"
+            )
         self.query_one("#participants", Static).update(people)
         self._append_new()
 
@@ -137,7 +152,8 @@ class ThreadScreen(Screen[None]):
         if not isinstance(item, MessageItem):
             self.notify("no message selected", severity="warning")
             return
-        self.app.copy_to_clipboard(item.message.content)
+        # what the operator saw: a pasted ESC or bracketed-paste end could drive the shell it is pasted into
+        self.app.copy_to_clipboard(inert(item.message.content))
         self.notify(f"copied message #{item.message.seq}")
 
     def action_compose_message(self) -> None:
