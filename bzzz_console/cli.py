@@ -40,7 +40,8 @@ app.add_typer(config_app, name="config")
 
 def _register_ops() -> None:
     from bzzz_console.cli_audit import audit_app, db_prune
-    from bzzz_console.cli_ops import escalations_app, mcp_app, spend, status
+    from bzzz_console.cli_mcp import mcp_app
+    from bzzz_console.cli_ops import escalations_app, spend, status
 
     app.add_typer(escalations_app, name="escalations")
     app.add_typer(audit_app, name="audit")

@@ -126,7 +126,11 @@ def escalations_answer(
         str, typer.Option("--note", help="A note recorded with the decision (the reason of --reject).")
     ] = "",
     operator: Annotated[
-        str | None, typer.Option("--operator", help="Who decides (default: escalation.operator).")
+        str | None,
+        typer.Option(
+            "--operator",
+            help="A label shown next to your OS user (default: escalation.operator); the OS user is recorded.",
+        ),
     ] = None,
     db: DbOption = None,
     config: ConfigOption = None,
@@ -159,32 +163,38 @@ def escalations_answer(
         settings = _settings(config, db)
         if settings.security.readonly:
             _fail("read-only: decisions are refused on this machine (security.readonly is set)", 2)
-        who = operator or settings.escalation.operator
+        from bzzz_console.domain.principals import os_user
+
+        who = os_user()
+        label = operator if operator is not None else settings.escalation.operator
         command: cmd.Decision
         if approve:
-            command = cmd.Approve(escalation_id=escalation_id, note=note, operator=who)
+            command = cmd.Approve(escalation_id=escalation_id, note=note, operator=who, label=label)
         elif reject:
             if not note.strip():
                 _fail("a rejection needs a reason: --note TEXT", 2)
-            command = cmd.Reject(escalation_id=escalation_id, reason=note, operator=who)
+            command = cmd.Reject(escalation_id=escalation_id, reason=note, operator=who, label=label)
         elif reply is not None:
             if not reply.strip():
                 _fail("--reply needs text", 2)
-            command = cmd.Reply(escalation_id=escalation_id, text=reply, operator=who)
+            command = cmd.Reply(escalation_id=escalation_id, text=reply, operator=who, label=label)
         elif reassign is not None:
-            command = cmd.Reassign(escalation_id=escalation_id, to=reassign, operator=who)
+            command = cmd.Reassign(escalation_id=escalation_id, to=reassign, operator=who, label=label)
         elif raise_budget is not None:
             if raise_budget <= 0:
                 _fail("--raise-budget needs a positive amount of USD", 2)
-            command = cmd.RaiseBudget(escalation_id=escalation_id, amount_usd=raise_budget, operator=who)
+            command = cmd.RaiseBudget(
+                escalation_id=escalation_id, amount_usd=raise_budget, operator=who, label=label
+            )
         elif downgrade is not None:
             command = cmd.DowngradeModel(
                 escalation_id=escalation_id, model=None if downgrade == "next" else downgrade, operator=who
             )
         elif hand_back:
-            command = cmd.HandBack(escalation_id=escalation_id, operator=who)
+            command = cmd.HandBack(escalation_id=escalation_id, operator=who, label=label)
         else:
-            command = cmd.Terminate(agent_id="", escalation_id=escalation_id, operator=who)
+            command = cmd.Terminate(agent_id="", escalation_id=escalation_id, operator=who, label=label)
+        from bzzz_console.runtime.authority import NotAllowed, approvals_needed, check_may_decide
         from bzzz_console.runtime.escalations import decision_record
         from bzzz_console.store.escalations import AlreadyDecided
         from bzzz_console.store.repo import Store
@@ -198,16 +208,28 @@ def escalations_answer(
                     f"escalation {escalation_id} was raised on node {mirror.origin_peer}, which decides it: answer "
                     "it in a console (or with bzzz_decide over MCP) of a node connected to the network"
                 )
-            row = store.claim_decision(escalation_id, decision_record(command), who, now_utc())
-        except AlreadyDecided as exc:
+            if mirror is None:
+                _fail(f"no escalation {escalation_id!r}")
+            check_may_decide(settings, mirror, who)
+            record = decision_record(command)
+            needed = approvals_needed(settings.escalation, mirror)
+            row, approvals = store.approve(escalation_id, record, who, record["by"], now_utc(), needed=needed)
+        except (AlreadyDecided, NotAllowed) as exc:
             _fail(str(exc))
         else:
-            _audit_decision(settings, store, row, who)
+            if not approvals:
+                _audit_decision(settings, store, row, row.answered_by or who)
         finally:
             store.close()
+        if approvals:
+            typer.echo(
+                f"{row.id}: {command.kind} recorded as {len(approvals)} of {needed} approvals "
+                f"({', '.join(a.shown_as for a in approvals)}); a second operator must give the same decision"
+            )
+            return
         typer.echo(
-            f"{row.id}: {command.kind} recorded by {who}; the node running {row.agent_id or 'the thread'} "
-            "applies it within a second"
+            f"{row.id}: {command.kind} recorded by {row.answered_by}; the node running "
+            f"{row.agent_id or 'the thread'} applies it within a second"
         )
 
 
@@ -415,49 +437,3 @@ def _print_status(report: dict[str, Any]) -> None:
             )
     lines.append("healthy" if report["healthy"] else "NOT healthy")
     typer.echo("\n".join(lines))
-
-
-mcp_app = typer.Typer(
-    help="Serve the bzzz tools over MCP (stdio by default; --http PORT for streamable HTTP).",
-    invoke_without_command=True,
-)
-
-
-@mcp_app.callback()
-def mcp_serve(
-    ctx: typer.Context,
-    http: Annotated[
-        int | None,
-        typer.Option(
-            "--http", help="Serve streamable HTTP on 127.0.0.1:PORT (bearer token).", min=1, max=65535
-        ),
-    ] = None,
-    demo: Annotated[bool, typer.Option("--demo", help="Agents use the scripted demo model.")] = False,
-    readonly: Annotated[bool, typer.Option("--readonly", help="Refuse bzzz_decide.")] = False,
-    db: DbOption = None,
-    config: ConfigOption = None,
-) -> None:
-    """Run a headless node that serves the bzzz tools: stdio for an IDE, or --http PORT."""
-    if ctx.invoked_subcommand is not None:
-        return
-    import asyncio
-
-    from bzzz_console.cli import _errors, _settings
-    from bzzz_console.logs import configure_logging
-
-    with _errors():
-        settings = _settings(config, db)
-        configure_logging(settings)  # stdout belongs to the MCP stdio protocol: logs go to the file only
-        from bzzz_console.mcp.serve import run_mcp
-
-        raise typer.Exit(asyncio.run(run_mcp(settings, http_port=http, demo=demo, readonly=readonly)))
-
-
-@mcp_app.command("token")
-def mcp_token(config: ConfigOption = None) -> None:
-    """Print the bearer token of the HTTP transport (created on first use, kept 0600 in the data dir)."""
-    from bzzz_console.cli import _errors, _settings
-    from bzzz_console.mcp.serve import load_or_create_token
-
-    with _errors():
-        typer.echo(load_or_create_token(_settings(config, None)))

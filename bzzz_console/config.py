@@ -85,6 +85,9 @@ class BudgetSettings(_Section):
     """Shares of a budget at which a warning event is published (once per budget and period)."""
     reserve_fraction: float = Field(0.05, ge=0, le=0.5)
     """Share of a budget held back so an agent stopped by a breach can still write a final answer."""
+    max_raise_usd: float = Field(100.0, gt=0, allow_inf_nan=False)
+    """The most one "raise budget" decision may add, in USD: a typo (an extra zero, ``1e308``) is refused with
+    this figure instead of lifting the limit for good. Larger raises take several decisions."""
 
 
 class EscalationSettings(_Section):
@@ -92,8 +95,12 @@ class EscalationSettings(_Section):
     """Escalation rules (TOML); unset = ``escalation.toml`` in the agents folder."""
     check_interval_s: float = Field(0.5, gt=0, le=60)
     """How often time-based rules and escalation deadlines are checked."""
-    operator: str = Field("operator", min_length=1, max_length=64)
-    """Name recorded with decisions made on this machine."""
+    operator: str = Field("", max_length=64)
+    """A label shown next to the OS user with decisions made in this console or CLI (``--operator`` sets it per
+    command); the decision always records the OS user who made it, never only the label."""
+    two_person: list[str] = Field(default_factory=list)
+    """Priorities (low, medium, high, urgent; "critical" means urgent) or rule names whose escalations need two
+    distinct operators to decide: the first decision waits until a second operator gives the same one."""
 
 
 class OptimizerSettings(_Section):

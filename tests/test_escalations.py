@@ -30,6 +30,7 @@ from bzzz_console.domain import commands as cmd
 from bzzz_console.domain import events as ev
 from bzzz_console.domain.lifecycle import AgentState
 from bzzz_console.domain.llm import Usage
+from bzzz_console.domain.principals import os_user
 from bzzz_console.domain.threads import ThreadStatus
 from bzzz_console.runtime.bus import Subscription
 from bzzz_console.runtime.clock import ManualClock
@@ -799,7 +800,8 @@ async def test_a_decision_from_another_process_reaches_the_waiting_agent(tmp_pat
         done = await answer
         exited = time.perf_counter()
         assert done.returncode == 0, done.stderr
-        assert esc.id in done.stdout and "reply recorded by cli-op" in done.stdout
+        # the OS user is recorded; --operator is only a label beside it
+        assert esc.id in done.stdout and f"reply recorded by {os_user()} (as cli-op)" in done.stdout
         # recorded, not asserted: the 1 s figure is the benchmark's (process start-up is in here too)
         print(
             f"agent resumed {resumed - started:.3f} s after the command started "
@@ -807,7 +809,7 @@ async def test_a_decision_from_another_process_reaches_the_waiting_agent(tmp_pat
         )
         await n.idle()
         human = [m for m in n.messages(thread_id) if m.type == "human"]
-        assert [(m.content, m.author) for m in human] == [(text, "cli-op")]
+        assert [(m.content, m.author) for m in human] == [(text, f"{os_user()} (as cli-op)")]
         assert any(line.endswith(text) for line in human_lines(n.script.of("reviewer-1")[1]))
         assert [e.decision for e in n.of(ev.EscalationAnswered)] == ["reply"]
 

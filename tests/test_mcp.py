@@ -32,11 +32,13 @@ from mcp.client.streamable_http import streamable_http_client
 
 from bzzz_console.config import Settings
 from bzzz_console.domain.lifecycle import AgentState
+from bzzz_console.domain.principals import os_user
 from bzzz_console.headless import run_headless
-from bzzz_console.mcp.serve import HttpServer, load_or_create_token, token_path
+from bzzz_console.mcp.serve import HttpServer
 from bzzz_console.mcp.server import build_server
 from bzzz_console.runtime.runtime import Runtime
 from bzzz_console.runtime.tools import agent_tool_specs, registry
+from bzzz_console.tokens import TokenBook
 
 SEED_TOOLS = ("bzzz_announce", "bzzz_lookup", "bzzz_get", "bzzz_post", "bzzz_thread", "bzzz_subscribe")
 OPERATOR_TOOLS = ("bzzz_escalations", "bzzz_decide")
@@ -895,14 +897,14 @@ async def test_escalations_list_show_and_decide_once(demo_settings: Settings) ->
             "status": "decided",
             "escalation_id": escalation["id"],
             "decision": "approve",
-            "by": "mcp",
+            "by": os_user(),  # an in-memory server serves the local OS user as operator
             "state": "answered",
         }
         assert rt.agents[agent_id].state is not AgentState.ESCALATING  # the agent resumed
         await asyncio.wait_for(rt.wait_idle(), 30)
         assert rt.store.get_thread(thread_id).status != "waiting_human"
         row = rt.store.get_escalation(escalation["id"])
-        assert row is not None and row.state == "answered" and row.answered_by == "mcp"
+        assert row is not None and row.state == "answered" and row.answered_by == os_user()
         assert row.decision is not None and row.decision["kind"] == "approve"
 
         again = await error(client, "bzzz_decide", {"escalation_id": escalation["id"], "decision": "approve"})
@@ -935,6 +937,14 @@ async def test_readonly_setting_refuses_decide(tmp_path: Path, demo_db: Path) ->
 
 
 # -- HTTP -------------------------------------------------------------------------------------------------
+def book(settings: Settings) -> TokenBook:
+    return TokenBook(settings.resolved_data_dir())
+
+
+def operator_token(settings: Settings, name: str = "alice") -> str:
+    return book(settings).issue("operator", name)[0]
+
+
 @contextlib.asynccontextmanager
 async def http_client(url: str, token: str) -> AsyncIterator[Client]:
     async with (
@@ -945,9 +955,9 @@ async def http_client(url: str, token: str) -> AsyncIterator[Client]:
 
 
 async def test_http_needs_the_bearer_token(settings: Settings) -> None:
-    token = load_or_create_token(settings)
+    token = operator_token(settings)
     async with Runtime(settings, force_demo=True) as rt:
-        server = HttpServer(rt, free_port(), token, readonly=False)
+        server = HttpServer(rt, free_port(), book(settings), readonly=False)
         await server.start()
         try:
             assert server.url.startswith("http://127.0.0.1:")
@@ -980,9 +990,9 @@ async def test_http_needs_the_bearer_token(settings: Settings) -> None:
 
 
 async def test_http_readonly_refuses_decide(demo_settings: Settings) -> None:
-    token = load_or_create_token(demo_settings)
+    token = operator_token(demo_settings)
     async with Runtime(demo_settings, force_demo=True) as rt:
-        server = HttpServer(rt, free_port(), token, readonly=True)
+        server = HttpServer(rt, free_port(), book(demo_settings), readonly=True)
         await server.start()
         try:
             async with http_client(server.url, token) as client:
@@ -995,38 +1005,12 @@ async def test_http_readonly_refuses_decide(demo_settings: Settings) -> None:
             await server.stop()
 
 
-def test_token_is_created_once_and_kept_owner_only(settings: Settings) -> None:
-    token = load_or_create_token(settings)
-    path = token_path(settings)
-    assert len(token) >= 32 and path.read_text().strip() == token
-    assert stat.S_IMODE(path.stat().st_mode) == 0o600
-    assert load_or_create_token(settings) == token
-    path.chmod(0o644)
-    assert load_or_create_token(settings) == token
-    assert stat.S_IMODE(path.stat().st_mode) == 0o600  # permissions are repaired
-
-
 # -- processes: the installed command --------------------------------------------------------------------
 def _env(tmp_path: Path) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("BZZZ_") and k != "OPENAI_API_KEY"}
     env["XDG_DATA_HOME"] = str(tmp_path / "xdg-data")
     env["XDG_CONFIG_HOME"] = str(tmp_path / "xdg-config")
     return env
-
-
-@pytest.mark.slow
-def test_token_command_prints_the_same_token_twice(tmp_path: Path) -> None:
-    env = _env(tmp_path)
-    runs = [
-        subprocess.run([str(COMMAND), "mcp", "token"], env=env, capture_output=True, text=True, timeout=30)
-        for _ in range(2)
-    ]
-    assert [r.returncode for r in runs] == [0, 0], runs[0].stderr
-    first, second = (r.stdout.strip() for r in runs)
-    assert first == second and len(first) >= 32
-    path = tmp_path / "xdg-data" / "bzzz-console" / "mcp-token"
-    assert path.read_text().strip() == first
-    assert stat.S_IMODE(path.stat().st_mode) == 0o600
 
 
 @pytest.mark.slow
@@ -1141,7 +1125,7 @@ async def test_a_tool_call_over_mcp_shows_up_in_the_running_console(settings: Se
             lambda: app._mcp is not None and app._mcp.server.started and app._mcp.port == port,
             what="the console's MCP server",
         )
-        async with http_client(f"http://127.0.0.1:{port}/mcp", load_or_create_token(settings)) as client:
+        async with http_client(f"http://127.0.0.1:{port}/mcp", operator_token(settings)) as client:
             await ok(
                 client,
                 "bzzz_announce",

@@ -13,6 +13,9 @@ from typing import Literal
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Command:
     operator: str = "operator"
+    """Who decides: the OS user of a console or CLI, an operator token's name, or a remote node's operator."""
+    label: str = ""
+    """A name the operator chose to be shown as (``--operator``): recorded next to ``operator``, never instead."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -203,6 +203,18 @@ class EscalationAnswered(Event):
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class EscalationApproval(Event):
+    """Two-person rule: one operator's decision is recorded and waits for a second, distinct operator."""
+
+    kind: Literal["escalation_approval"] = "escalation_approval"
+    escalation_id: str
+    decision: str
+    approvals: tuple[str, ...]
+    """Who approved so far, first first."""
+    needed: int
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class EscalationExpired(Event):
     """The deadline passed unanswered: recorded as expired (never as a rejection); the default action ran."""
 
@@ -323,6 +335,7 @@ RuntimeEvent = (
     | ThreadStatusChanged
     | EscalationRaised
     | EscalationAnswered
+    | EscalationApproval
     | EscalationExpired
     | EscalationCancelled
     | BudgetWarning

@@ -5,84 +5,79 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import hmac
 import json
-import os
-import secrets
 import signal
 from collections.abc import Iterator
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from bzzz_console.config import Settings
+from bzzz_console.domain.principals import Principal, local_operator
+from bzzz_console.tokens import TokenBook, TokenError
 
 if TYPE_CHECKING:
     from bzzz_console.runtime.runtime import Runtime
 
-TOKEN_FILE = "mcp-token"
-
-
-def token_path(settings: Settings) -> Path:
-    return settings.resolved_data_dir() / TOKEN_FILE
-
-
-def load_or_create_token(settings: Settings) -> str:
-    """The HTTP bearer token: generated once, kept in the data dir readable by its owner only (0600)."""
-    path = token_path(settings)
-    if path.is_file():
-        token = path.read_text(encoding="utf-8").strip()
-        if token:
-            os.chmod(path, 0o600)
-            return token
-    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-    token = secrets.token_urlsafe(32)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w", encoding="utf-8") as handle:
-        handle.write(token + "\n")
-    return token
+PRINCIPAL_SCOPE_KEY = "bzzz.principal"
+"""Where :class:`BearerAuth` leaves the request's principal in the ASGI scope; the tools read it from there."""
 
 
 class BearerAuth:
-    """ASGI middleware: every HTTP request needs ``Authorization: Bearer <token>``; otherwise 401."""
+    """ASGI middleware: every HTTP request needs ``Authorization: Bearer <token>`` of an issued, unrevoked token;
+    the token's principal (operator or agent) goes into the scope. Anything else gets a 401 that says what to do.
+    """
 
-    def __init__(self, app: Any, token: str) -> None:
+    def __init__(self, app: Any, tokens: TokenBook) -> None:
         self.app = app
-        self.expected = f"Bearer {token}".encode()
+        self.tokens = tokens
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         if scope["type"] == "http":
-            given = dict(scope.get("headers") or []).get(b"authorization", b"")
-            if not hmac.compare_digest(given, self.expected):
-                body = json.dumps(
-                    {
-                        "error": "unauthorized",
-                        "detail": "send Authorization: Bearer <token> (bzzz-console mcp token)",
-                    }
-                ).encode()
-                await send(
-                    {
-                        "type": "http.response.start",
-                        "status": 401,
-                        "headers": [
-                            (b"content-type", b"application/json"),
-                            (b"www-authenticate", b'Bearer realm="bzzz"'),
-                        ],
-                    }
-                )
-                await send({"type": "http.response.body", "body": body})
+            given = dict(scope.get("headers") or []).get(b"authorization", b"").decode("latin-1")
+            scheme, _, token = given.partition(" ")
+            found = None
+            detail = "send Authorization: Bearer <token> (bzzz-console mcp token --operator, or --agent NAME)"
+            if scheme.lower() == "bearer" and token.strip():
+                try:
+                    found = self.tokens.authenticate(token.strip())
+                except TokenError as exc:
+                    detail = str(exc)
+                if found is None and not token.startswith("bzzz_"):
+                    detail = (
+                        "this is not a bzzz-console token (tokens from before per-principal tokens no longer "
+                        "work): issue one with bzzz-console mcp token --operator, or --agent NAME"
+                    )
+            if found is None:
+                await _unauthorized(send, detail)
                 return
+            scope = {**scope, PRINCIPAL_SCOPE_KEY: found[0]}
         await self.app(scope, receive, send)
+
+
+async def _unauthorized(send: Any, detail: str) -> None:
+    body = json.dumps({"error": "unauthorized", "detail": detail}).encode()
+    await send(
+        {
+            "type": "http.response.start",
+            "status": 401,
+            "headers": [
+                (b"content-type", b"application/json"),
+                (b"www-authenticate", b'Bearer realm="bzzz"'),
+            ],
+        }
+    )
+    await send({"type": "http.response.body", "body": body})
 
 
 class HttpServer:
     """uvicorn as a plain asyncio task (not a Textual worker), without its own signal handlers."""
 
-    def __init__(self, rt: Runtime, port: int, token: str, readonly: bool) -> None:
+    def __init__(self, rt: Runtime, port: int, tokens: TokenBook, readonly: bool) -> None:
         import uvicorn
 
         from bzzz_console.mcp.server import build_server
 
-        app = BearerAuth(build_server(rt, readonly=readonly).streamable_http_app(host="127.0.0.1"), token)
+        server = build_server(rt, readonly=readonly, tokens=tokens)
+        app = BearerAuth(server.streamable_http_app(host="127.0.0.1"), tokens)
 
         class Server(uvicorn.Server):
             @contextlib.contextmanager
@@ -115,19 +110,24 @@ class HttpServer:
                 await asyncio.wait_for(self._task, 5)
 
 
-async def run_mcp(settings: Settings, *, http_port: int | None, demo: bool, readonly: bool) -> int:
-    """``bzzz-console mcp``: a headless runtime on the configured database, serving the bzzz tools."""
+async def run_mcp(
+    settings: Settings, *, http_port: int | None, demo: bool, readonly: bool, agent: str | None = None
+) -> int:
+    """``bzzz-console mcp``: a headless runtime on the configured database, serving the bzzz tools. stdio serves
+    the local user as operator, or (``--agent NAME``) one outside agent; HTTP serves whoever holds a token."""
     from bzzz_console.runtime.runtime import Runtime
 
+    tokens = TokenBook(settings.resolved_data_dir())
     runtime = Runtime(settings, force_demo=demo)
     await runtime.start()
     try:
         if http_port is None:
             from bzzz_console.mcp.server import build_server
 
-            await build_server(runtime, readonly=readonly).run_stdio_async()
+            who = Principal("agent", agent, "mcp-stdio") if agent else local_operator("mcp-stdio")
+            await build_server(runtime, readonly=readonly, tokens=tokens, principal=who).run_stdio_async()
             return 0
-        http = HttpServer(runtime, http_port, load_or_create_token(settings), readonly)
+        http = HttpServer(runtime, http_port, tokens, readonly)
         await http.start()
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
@@ -136,7 +136,7 @@ async def run_mcp(settings: Settings, *, http_port: int | None, demo: bool, read
         import sys
 
         print(
-            f"bzzz MCP server on {http.url} (bearer token: bzzz-console mcp token)",
+            f"bzzz MCP server on {http.url} (bearer tokens: bzzz-console mcp token --operator | --agent NAME)",
             file=sys.stderr,
             flush=True,
         )

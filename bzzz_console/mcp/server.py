@@ -2,7 +2,11 @@
 
 Each MCP tool function gets the signature of its argument model, so the input schema MCP clients see is the
 schema in-process agents see; a failed call comes back as ``is_error`` with the message that names the field.
-MCP requests carry no session identity, so an outside agent names itself: the ``agent_id`` it announced.
+
+Who calls is a :class:`~bzzz_console.domain.principals.Principal`: from the bearer token over HTTP (put into the
+request's scope by :class:`~bzzz_console.mcp.serve.BearerAuth`), from the command line over stdio. An agent token
+acts only as its own agent (``agent_id`` is filled in, and any other id refused) and cannot list or answer
+escalations; an operator may do both, and may act as outside agents that no agent token holds.
 """
 
 from __future__ import annotations
@@ -12,12 +16,16 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 from pydantic import BaseModel, Field
 
-from bzzz_console.runtime.tools import Tool, ToolContext, registry, run_tool
+from bzzz_console.domain.principals import Principal, local_operator
+from bzzz_console.runtime.tools import Tool, ToolContext, ToolError, registry, run_tool
 
 if TYPE_CHECKING:
     from mcp.server.mcpserver import MCPServer
 
     from bzzz_console.runtime.runtime import Runtime
+    from bzzz_console.tokens import TokenBook
+
+OPERATOR_TOOLS = frozenset({"bzzz_escalations", "bzzz_decide"})
 
 INSTRUCTIONS = (
     "bzzz: a fleet of LLM agents collaborating in threads. Announce yourself with bzzz_announce to take part; "
@@ -49,14 +57,52 @@ def _signature(tool: Tool, context_type: type) -> inspect.Signature:
     return inspect.Signature(params, return_annotation=dict[str, Any])
 
 
-def _tool_function(rt: Runtime, tool: Tool, readonly: bool) -> Any:
+def _caller(ctx: Any, fixed: Principal | None) -> Principal | None:
+    """The request's principal: the one its bearer token named (HTTP), else the one the server was started for."""
+    from bzzz_console.mcp.serve import PRINCIPAL_SCOPE_KEY
+
+    request = getattr(getattr(ctx, "_request_context", None), "request", None)
+    scope = getattr(request, "scope", None)
+    found = scope.get(PRINCIPAL_SCOPE_KEY) if isinstance(scope, dict) else None
+    return found if isinstance(found, Principal) else fixed
+
+
+def bind_arguments(
+    principal: Principal, tool: Tool, arguments: dict[str, Any], bound_agents: set[str]
+) -> dict[str, Any]:
+    """What a principal may ask for: raises ToolError naming the argument it may not use."""
+    claimed = arguments.get("agent_id")
+    if principal.kind == "agent":
+        if tool.name in OPERATOR_TOOLS:
+            raise ToolError(
+                f"{tool.name}: this token acts for agent {principal.name}; only operators list and answer "
+                "escalations (bzzz-console mcp token --operator)"
+            )
+        if claimed is not None and claimed != principal.name:
+            raise ToolError(f"agent_id: this token acts as {principal.name} only, not as {claimed!r}")
+        if "agent_id" in tool.args.model_fields:
+            arguments = {**arguments, "agent_id": principal.name}
+    elif isinstance(claimed, str) and claimed in bound_agents:
+        raise ToolError(f"agent_id: {claimed!r} is held by an agent token; only that token may act as it")
+    return arguments
+
+
+def _tool_function(
+    rt: Runtime, tool: Tool, readonly: bool, tokens: TokenBook | None, principal: Principal | None
+) -> Any:
     from mcp.server.mcpserver import Context
     from mcp.server.mcpserver.exceptions import ToolError as MCPToolError
 
     async def call(**kwargs: Any) -> dict[str, Any]:
-        kwargs.pop("ctx")
+        who = _caller(kwargs.pop("ctx"), principal)
+        if who is None:  # an HTTP request that did not pass BearerAuth: never served
+            raise MCPToolError("unauthorized: no principal for this request")
         arguments = {k: _plain(v) for k, v in kwargs.items() if v is not None}
-        context = ToolContext(None, readonly=readonly, via="mcp")
+        try:
+            arguments = bind_arguments(who, tool, arguments, tokens.bound_agents() if tokens else set())
+        except ToolError as exc:
+            raise MCPToolError(str(exc)) from None
+        context = ToolContext(None, readonly=readonly, via="mcp", principal=who)
         outcome = await run_tool(rt, context, tool.name, arguments)
         if not outcome.ok:
             raise MCPToolError(str(outcome.result.get("error", "the tool failed")))
@@ -82,7 +128,17 @@ def _strict(tool: Any) -> Any:
     return tool
 
 
-def build_server(rt: Runtime, *, readonly: bool = False) -> MCPServer:
+def build_server(
+    rt: Runtime,
+    *,
+    readonly: bool = False,
+    tokens: TokenBook | None = None,
+    principal: Principal | None = None,
+) -> MCPServer:
+    """``principal``: who every request is (stdio, in memory); unset, each HTTP request's token says it, and a
+    server with no ``tokens`` (in memory, for tests and benchmarks) serves the local OS user as operator."""
+    if principal is None and tokens is None:
+        principal = local_operator("mcp")
     from mcp.server.mcpserver import MCPServer
     from mcp.server.mcpserver.tools import Tool as MCPTool
     from mcp.types import ToolAnnotations
@@ -101,7 +157,7 @@ def build_server(rt: Runtime, *, readonly: bool = False) -> MCPServer:
             openWorldHint=False,
         )
         function = _tool_function(
-            rt, tool, readonly or rt.settings.mcp.readonly or rt.settings.security.readonly
+            rt, tool, readonly or rt.settings.mcp.readonly or rt.settings.security.readonly, tokens, principal
         )
         tools.append(
             _strict(

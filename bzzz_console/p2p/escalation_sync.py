@@ -214,9 +214,15 @@ class EscalationSync:
                 "request_id": request_id,
                 "signed": data,
             }  # the proof stays with the record
-            decide(
+            decided = decide(
                 self.rt, command, extra
-            )  # publishes EscalationAnswered → the outcome goes out from on_event
+            )  # publishes EscalationAnswered → on_event sends the outcome
+            if (
+                decided.state == "open"
+            ):  # the two-person rule: one approval recorded, the escalation stays open
+                raise CommandError(
+                    f"recorded as 1 of 2 approvals on node {self.net.peer_id}: a second operator must confirm"
+                )
         except (CommandError, ValueError, TypeError) as exc:
             refusal = {
                 "escalation_id": data["escalation_id"],

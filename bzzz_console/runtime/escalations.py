@@ -36,6 +36,9 @@ class Escalations:
         self.rt = rt
         folder = rt.settings.runtime.agents_dir or agents_dir()
         self.rules: list[Rule] = load_rules(rt.settings.escalation.rules_file or folder / "escalation.toml")
+        from bzzz_console.runtime.authority import check_two_person_names
+
+        check_two_person_names(rt.settings.escalation, (rule.name for rule in self.rules))
         self._fired: set[tuple[str, str]] = set()
         self._timer: asyncio.Task[None] | None = None
 
@@ -205,11 +208,36 @@ class Escalations:
 
     # -- deciding -----------------------------------------------------------------------------------------
     def decide(self, command: cmd.Decision, extra: dict[str, Any] | None = None) -> EscalationRow:
-        """Record an operator's decision (exactly once) and apply it. Raises AlreadyDecided / NotFound."""
+        """Record an operator's decision (exactly once) and apply it. Under the two-person rule the first
+        operator's decision is recorded and the row comes back still open. Raises AlreadyDecided (and its
+        ApprovalRefused), NotFound, or authority.NotAllowed."""
+        from bzzz_console.runtime.authority import approvals_needed, check_may_decide
+        from bzzz_console.store.repo import NotFound
+
+        escalation = self.rt.store.get_escalation(command.escalation_id or "")
+        if escalation is None:
+            raise NotFound(f"no escalation {command.escalation_id!r}")
+        check_may_decide(self.rt.settings, escalation, command.operator)
         decision = {**decision_record(command), **(extra or {})}
-        row = self.rt.store.claim_decision(
-            command.escalation_id or "", decision, command.operator, self.rt.clock.now(), applying=True
+        row, approvals = self.rt.store.approve(
+            escalation.id,
+            decision,
+            command.operator,
+            decision["by"],
+            self.rt.clock.now(),
+            needed=approvals_needed(self.rt.settings.escalation, escalation),
+            applying=True,
         )
+        if approvals:
+            self.rt.publish(
+                ev.EscalationApproval(
+                    escalation_id=row.id,
+                    decision=command.kind,
+                    approvals=tuple(a.shown_as for a in approvals),
+                    needed=approvals_needed(self.rt.settings.escalation, escalation),
+                )
+            )
+            return row
         from bzzz_console.runtime.decisions import apply_decision
 
         apply_decision(self.rt, row)
@@ -258,7 +286,9 @@ def _has_any(expertise: Sequence[str]) -> Callable[[Agent], bool]:
 
 
 def decision_record(command: cmd.Decision) -> dict[str, Any]:
-    data: dict[str, Any] = {"kind": command.kind, "by": command.operator}
+    from bzzz_console.domain.principals import shown_as
+
+    data: dict[str, Any] = {"kind": command.kind, "by": shown_as(command.operator, command.label)}
     for name in ("note", "reason", "text", "to", "amount_usd", "model"):
         value = getattr(command, name, None)
         if value not in (None, ""):

@@ -13,11 +13,17 @@ from bzzz_console.store.escalations import AlreadyDecided
 from bzzz_console.store.repo import NotFound
 
 if TYPE_CHECKING:
+    from bzzz_console.config import Settings
     from bzzz_console.runtime.runtime import Runtime
 
 
 class CommandError(RuntimeError):
-    """An operator command that cannot be applied; the message says why."""
+    """An operator command that cannot be applied; the message says why. ``field``: the decision argument at
+    fault (``amount_usd``, ``model`` …; see :class:`~bzzz_console.domain.decisions.InvalidDecision`), if any."""
+
+    def __init__(self, message: str, field: str | None = None) -> None:
+        super().__init__(message)
+        self.field = field
 
 
 DECISIONS = (
@@ -106,45 +112,42 @@ def apply_command(rt: Runtime, command: cmd.OperatorCommand) -> Any:
     raise CommandError(f"{command.kind!r} is not handled by this runtime")
 
 
-def validate_decision(command: cmd.Decision) -> None:
-    if isinstance(command, cmd.Reject) and not command.reason.strip():
-        raise CommandError("a rejection needs a reason")
-    if isinstance(command, cmd.Reply) and not command.text.strip():
-        raise CommandError("a reply needs text")
-    if isinstance(command, cmd.RaiseBudget) and not command.amount_usd > 0:
-        raise CommandError("raise the budget by a positive amount of USD")
-    if isinstance(command, cmd.Reassign) and not command.to.strip():
-        raise CommandError("reassign to an agent id or a role")
+def validate_decision(command: cmd.Decision, settings: Settings) -> None:
+    """The form of a decision (text, amounts under ``budgets.max_raise_usd`` …), checked by every path."""
+    from bzzz_console.domain.decisions import InvalidDecision, check_decision
+
+    try:
+        check_decision(command, max_raise_usd=settings.budgets.max_raise_usd)
+    except InvalidDecision as exc:
+        raise CommandError(str(exc), exc.field) from None
 
 
 def decide(rt: Runtime, command: cmd.Decision, extra: dict[str, Any] | None = None) -> Any:
     """Check and apply a decision on one of this node's escalations; ``extra`` is kept in the decision record
     (a remote decider's peer and signature)."""
-    validate_decision(command)
+    from bzzz_console.domain.decisions import InvalidDecision
+    from bzzz_console.runtime.decision_checks import runtime_view, validate
+    from bzzz_console.runtime.decisions import DecisionError
+
+    validate_decision(command, rt.settings)
     mirror = rt.store.get_escalation(command.escalation_id or "")
     if mirror is not None and mirror.origin_peer:
         raise CommandError(
             f"escalation {mirror.id} was raised on node {mirror.origin_peer}, which decides it: answer it while "
             "this node is connected to the network ([p2p] enabled)"
         )
-    if isinstance(command, cmd.DowngradeModel) and not command.model:
-        row = rt.store.get_escalation(command.escalation_id)
-        agent = rt.agents.get(row.agent_id or "") if row is not None else None
-        if agent is not None and agent.model not in rt.settings.optimizer.model_ladder:
-            raise CommandError(
-                f"no cheaper model than {agent.model} in optimizer.model_ladder: name the model to switch to"
-            )
-    if isinstance(command, cmd.Reassign):
-        from bzzz_console.runtime.decisions import replacement_for
+    try:  # what apply would trip over is refused here, before anything is recorded
+        validate(command, mirror, runtime_view(rt), rt.settings)
+    except InvalidDecision as exc:
+        raise CommandError(str(exc), exc.field) from None
+    from bzzz_console.runtime.authority import NotAllowed
 
-        row = rt.store.get_escalation(command.escalation_id)
-        thread = rt.conversations.threads.get(row.thread_id or "") if row is not None else None
-        if thread is not None and replacement_for(rt, thread, command.to.strip()) is None:
-            raise CommandError(
-                f"no free agent {command.to!r} can take over in {thread.id} (unknown, busy, or already in it)"
-            )
     try:
         return rt.escalations.decide(command, extra)
+    except NotAllowed as exc:
+        raise CommandError(str(exc)) from None
+    except DecisionError as exc:  # recorded, failed to apply: the escalation is open again (apply_row)
+        raise CommandError(str(exc)) from None
     except (AlreadyDecided, NotFound) as exc:
         # args[0], not str(): stripping quotes off str() ate the closing quote of "no escalation 'x'"
         raise CommandError(exc.args[0] if exc.args and isinstance(exc.args[0], str) else str(exc)) from None

@@ -16,6 +16,7 @@ from pydantic import ValidationError
 
 from bzzz_console.domain.addresses import AddressError, SemanticAddress
 from bzzz_console.domain.llm import ToolSpec
+from bzzz_console.domain.principals import Principal
 from bzzz_console.domain.threads import MessageType
 from bzzz_console.runtime.tool_args import (
     FilterCriteria,
@@ -54,6 +55,8 @@ class ToolContext:
     readonly: bool = False
     via: str = "agent"
     """agent (in-process, OpenAI tools) or mcp."""
+    principal: Principal | None = None
+    """MCP: who the token (or the stdio command line) says is calling; None for in-process agents."""
 
 
 @dataclass(frozen=True, slots=True)

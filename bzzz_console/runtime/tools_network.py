@@ -189,7 +189,9 @@ async def _escalations(rt: Runtime, ctx: ToolContext, args: EscalationsArgs) -> 
 async def _decide(rt: Runtime, ctx: ToolContext, args: DecideArgs) -> ToolOutcome:
     from bzzz_console.runtime.operator import CommandError
 
-    who = f"mcp:{ctx.agent_id}" if ctx.agent_id else "mcp"
+    if ctx.principal is None or not ctx.principal.is_operator:  # the MCP layer refuses agents first; be sure
+        raise ToolError("bzzz_decide: only an operator may answer escalations")
+    who = ctx.principal.name
     ident, kind = args.escalation_id, args.decision
     command: cmd.Decision
     if kind == "approve":
@@ -212,6 +214,20 @@ async def _decide(rt: Runtime, ctx: ToolContext, args: DecideArgs) -> ToolOutcom
         row = await rt.submit(command)
     except CommandError as exc:
         raise ToolError(str(exc)) from None
+    if row.state == "open":  # the two-person rule: recorded, waiting for a second operator
+        approvals = [a.shown_as for a in rt.store.approvals(row.id)]
+        return ToolOutcome(
+            {
+                "status": "approval recorded",
+                "escalation_id": row.id,
+                "decision": kind,
+                "by": who,
+                "state": "open",
+                "approvals": approvals,
+                "message": f"{len(approvals)} of 2 approvals: a second operator must give the same decision",
+            },
+            ok=True,
+        )
     return ToolOutcome(
         {"status": "decided", "escalation_id": row.id, "decision": kind, "by": who, "state": "answered"},
         ok=True,

@@ -17,8 +17,8 @@ from sqlalchemy import select as core_select
 from sqlmodel import Session, col, select
 
 from bzzz_console.domain.threads import MessageType, ThreadMessage
+from bzzz_console.store.approvals import ApprovalQueries
 from bzzz_console.store.engine import make_engine, redact_url, secure_sqlite_file, upgrade
-from bzzz_console.store.escalations import EscalationQueries
 from bzzz_console.store.hot import HotWrites, SqlitePlan
 from bzzz_console.store.network import NetworkQueries
 from bzzz_console.store.spend import SpendQueries
@@ -46,7 +46,7 @@ class NotFound(LookupError):
     pass
 
 
-class Store(HotWrites, SpendQueries, EscalationQueries, NetworkQueries):
+class Store(HotWrites, SpendQueries, ApprovalQueries, NetworkQueries):
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
         self._writer: Connection | None = None

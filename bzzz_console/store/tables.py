@@ -146,6 +146,20 @@ class EscalationRow(SQLModel, table=True):
     is a mirror: answering it asks the owner, who applies the decision once and tells every node the outcome."""
 
 
+class ApprovalRow(SQLModel, table=True):
+    """Two-person rule: a decision one operator gave on an escalation that needs a second, distinct operator."""
+
+    __tablename__ = "escalation_approvals"
+    __table_args__ = (UniqueConstraint("escalation_id", "operator", name="uq_approval_operator"),)
+    id: int | None = Field(default=None, primary_key=True)
+    escalation_id: str = Field(index=True, max_length=64)
+    operator: str = Field(max_length=128)
+    """Who approved (the identity that must differ between the two), without any label."""
+    shown_as: str = Field(max_length=200)
+    decision: dict[str, Any] = _json(dict)
+    at: datetime = _when()
+
+
 class TokenUsageRow(SQLModel, table=True):
     __tablename__ = "token_usage"
     __table_args__ = (Index("ix_token_usage_at", "at"),)

@@ -78,9 +78,10 @@ async def run(root: Path, n: int) -> dict[str, Any]:
     from mcp import Client
     from mcp.client.streamable_http import streamable_http_client
 
-    from bzzz_console.mcp.serve import HttpServer, load_or_create_token
+    from bzzz_console.mcp.serve import HttpServer
     from bzzz_console.mcp.server import build_server
     from bzzz_console.runtime.tools import ToolContext, run_tool
+    from bzzz_console.tokens import TokenBook
 
     settings = Settings.model_validate(
         {
@@ -131,8 +132,9 @@ async def run(root: Path, n: int) -> dict[str, Any]:
             connect = (time.perf_counter() - started) * 1000
             out["memory"] = {"connect_ms": round(connect, 2), **await over(client)}
 
-        token = load_or_create_token(settings)
-        server = HttpServer(rt, free_port(), token, readonly=False)
+        tokens = TokenBook(settings.resolved_data_dir())
+        token, _ = tokens.issue("operator", "benchmark")
+        server = HttpServer(rt, free_port(), tokens, readonly=False)
         await server.start()
         try:
             started = time.perf_counter()
