@@ -12,6 +12,8 @@ from textual.screen import Screen
 from textual.widgets import Footer, Static
 
 from bzzz_console.domain import commands as cmd
+from bzzz_console.domain.text import inert
+from bzzz_console.domain.text import inert_line as one
 from bzzz_console.resources import screens_dir
 from bzzz_console.runtime.memory import usd
 from bzzz_console.tui import clock
@@ -67,22 +69,25 @@ class EscalationScreen(Screen[None]):
         view = self.bzzz.view
         e = view.escalations.get(self.escalation_id)
         if e is None:
-            self.query_one("#escalation-head", Static).update(f"escalation {self.escalation_id} is not known")
+            unknown = Text(f"escalation {one(self.escalation_id)} is not known")
+            self.query_one("#escalation-head", Static).update(unknown)
             return
         now = clock.now()
         glyph, style = PRIORITY_STYLE.get(e.priority, ("?", ""))
         head = Text()
-        head.append(f"{glyph} {e.priority.upper()} ", style=style or "bold")
-        head.append(f"{e.id} · rule ", style="dim")
-        head.append(e.rule, style="bold")
-        head.append(f" · {e.state}", style="bold magenta" if e.state == "open" else "bold")
+        # Everything below but our own words is data (rules, reasons, names from agents, peers, MCP clients):
+        # appended to Text (never markup) and inert (one line, or multi-line for the reason).
+        head.append(f"{glyph} {one(e.priority.upper())} ", style=style or "bold")
+        head.append(f"{one(e.id)} · rule ", style="dim")
+        head.append(one(e.rule), style="bold")
+        head.append(f" · {one(e.state)}", style="bold magenta" if e.state == "open" else "bold")
         if e.decision:
-            head.append(f" · decided: {e.decision}", style="green")
+            head.append(f" · decided: {one(e.decision)}", style="green")
         head.append("\n\n")
-        head.append(e.reason)
+        head.append(inert(e.reason))
         head.append("\n\ndeadline in ")
         head.append_text(countdown(e.deadline, now))
-        head.append(f" — then: {e.default_action}")
+        head.append(f" — then: {one(e.default_action)}")
         head.append(
             " (recorded as expired, never as a rejection)"
             if e.default_action != "hold"
@@ -95,20 +100,22 @@ class EscalationScreen(Screen[None]):
         if agent is not None:
             g, s = STATE_STYLE.get(agent.state, ("?", ""))
             ctx.append("\nAgent  ", style="bold")
-            ctx.append(f"{g} {agent.id} ({agent.role}) {agent.state}", style=s)
-            ctx.append(f" · model {agent.model} · ${agent.cost:.4f} · {agent.tokens:,} tokens\n")
+            ctx.append(f"{g} {one(agent.id)} ({one(agent.role)}) {one(agent.state)}", style=s)
+            ctx.append(f" · model {one(agent.model)} · ${agent.cost:.4f} · {agent.tokens:,} tokens\n")
         thread = view.threads.get(e.thread_id or "")
         if thread is not None:
             ctx.append("Thread ", style="bold")
-            ctx.append(f"{thread.id} · {thread.topic} · {thread.status} · ${thread.cost:.4f}\n")
+            ctx.append(
+                f"{one(thread.id)} · {one(thread.topic)} · {one(thread.status)} · ${thread.cost:.4f}\n"
+            )
         for budget in e.context.get("spend", []):
             ctx.append(
-                f"Budget {budget['scope']} {budget['key']}: ${budget['spent_usd']:.4f} of "
+                f"Budget {one(budget['scope'])} {one(budget['key'])}: ${budget['spent_usd']:.4f} of "
                 f"{usd(budget['limit_usd'])}\n",
                 style="yellow" if budget["spent_usd"] >= budget["limit_usd"] else "",
             )
         if e.context.get("options"):
-            ctx.append("Options: " + " · ".join(e.context["options"]) + "\n", style="cyan")
+            ctx.append("Options: " + " · ".join(one(o) for o in e.context["options"]) + "\n", style="cyan")
         excerpt = e.context.get("excerpt") or [
             f"#{m.seq} {m.author} [{m.type}]: {m.content[:200]}"
             for m in list(view.transcript(e.thread_id or ""))[-6:]
@@ -116,7 +123,7 @@ class EscalationScreen(Screen[None]):
         if excerpt:
             ctx.append("\nWhat led here\n", style="bold")
             for line in excerpt:
-                ctx.append(f"  {line}\n")
+                ctx.append(f"  {one(line)}\n")
         self.query_one("#escalation-context", Static).update(ctx)
         keys = Text()
         for key, _, label in DECISION_KEYS:
