@@ -10,12 +10,17 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import importlib
+import logging
+import time
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from textual.app import App
 from textual.binding import Binding
+from textual.notifications import SeverityLevel
 
 from bzzz_console.config import Settings
+from bzzz_console.domain.text import inert, inert_line
 from bzzz_console.resources import screens_dir
 from bzzz_console.tui.commands import FleetCommands
 from bzzz_console.tui.dashboard import DashboardScreen
@@ -137,20 +142,66 @@ class BzzzApp(App[int]):
     async def on_unmount(self) -> None:
         await self._stop_runtime()
 
+    # -- toasts and display errors ------------------------------------------------------------------------
+    def notify(
+        self,
+        message: str,
+        *,
+        title: str = "",
+        severity: SeverityLevel = "information",
+        timeout: float | None = None,
+        markup: bool = False,
+    ) -> None:
+        """Every toast of the console (screens' ``notify`` lands here too): inert text, never markup.
+
+        Toasts quote titles, reasons, names and error messages, which come from agents, peers and MCP clients;
+        ``markup`` is ignored (Widget.notify passes True by default), so no data is ever parsed as markup."""
+        super().notify(
+            inert(message), title=inert_line(title), severity=severity, timeout=timeout, markup=False
+        )
+
+    def action_help_quit(self) -> None:
+        """ctrl+c: say how to quit, in plain words (Textual's own notice is markup, and toasts are plain here)."""
+        keys = [k for k, b in self.active_bindings.items() if b.binding.action in ("quit", "app.quit")]
+        if keys:
+            self.notify(f"Press {keys[0]} to quit the app", title="Do you want to quit?")
+
+    DISPLAY_ERROR_REPEAT_S = 30.0
+    """The same display error is toasted at most this often (the once-a-second tick would repeat it)."""
+
+    def guarded(self, what: str, step: Callable[..., Any], *args: Any) -> Any:
+        """Run one step of showing the fleet. If it raises, the operator sees a toast, the log has the traceback,
+        and the console and its runtime go on: a bad event or a repaint that fails must never stop the agents.
+        Returns the step's result, or None when it failed."""
+        try:
+            return step(*args)
+        except Exception as exc:
+            logging.getLogger(__name__).exception("display error while %s", what)
+            message = f"display error while {what}: {type(exc).__name__}: {exc}"
+            last, at = getattr(self, "_last_display_error", ("", 0.0))
+            if message != last or time.monotonic() - at > self.DISPLAY_ERROR_REPEAT_S:
+                self._last_display_error = (message, time.monotonic())
+                with contextlib.suppress(Exception):
+                    self.notify(message[:500], title="The console could not show something", severity="error")
+            return None
+
     # -- events → panes -----------------------------------------------------------------------------------
     async def _drain(self, events: Subscription) -> None:
         window = self.settings.console.refresh_ms / 1000
         while (first := await events.get()) is not None:
             await asyncio.sleep(window)  # merge whatever else arrives in this window into one repaint
-            batch = [first, *events.drain()]
             touched: set[str] = set()
-            try:
-                for event in batch:
-                    touched |= self.view.apply(event)
-                    self._notice(event)
-                self._refresh(touched)
-            except Exception as exc:  # one bad repaint must not stop the console from following the fleet
-                self.notify(f"display error: {type(exc).__name__}: {exc}", severity="error")
+            for event in [first, *events.drain()]:  # one event that cannot be shown costs only itself
+                touched |= (
+                    self.guarded(f"showing a {getattr(event, 'kind', '?')} event", self._route, event)
+                    or set()
+                )
+            self.guarded("repainting", self._refresh, touched)
+
+    def _route(self, event: Any) -> set[str]:
+        touched = self.view.apply(event)
+        self._notice(event)
+        return touched
 
     def _notice(self, event: Any) -> None:
         kind = getattr(event, "kind", "")
@@ -196,6 +247,9 @@ class BzzzApp(App[int]):
             screen.refresh_escalation()
 
     def _tick(self) -> None:
+        self.guarded("refreshing the clock", self._tick_once)
+
+    def _tick_once(self) -> None:
         if not self.is_running or not self.screen_stack or not self.screen.is_mounted:
             return
         if self._dashboard_behind and isinstance(self.screen, DashboardScreen):
