@@ -91,7 +91,9 @@ def audit_verify(
         if as_json:
             sys.stdout.write(json.dumps({**result.to_dict(), "node_key": own}, indent=2) + "\n")
         else:
-            typer.echo(result.message())
+            from bzzz_console.domain.text import inert
+
+            typer.echo(inert(result.message()))  # it may quote authors and types from the trail
             if result.signers and (len(result.signers) > 1 or own not in result.signers):
                 typer.echo(
                     "signed by: "
@@ -118,7 +120,11 @@ def audit_show(
         with _reading(_settings(config, db).database_url()) as store:
             entries = read_entries(store, last=last or None)
         if as_json:
-            sys.stdout.write(json.dumps([e.to_dict() for e in entries], indent=2, ensure_ascii=False) + "\n")
+            from bzzz_console.domain.text import json_safe
+
+            # the same JSON, with nothing in it that acts on a terminal
+            entries_json = json.dumps([e.to_dict() for e in entries], indent=2, ensure_ascii=False)
+            sys.stdout.write(json_safe(entries_json) + "\n")
             return
         rows: list[dict[str, Any]] = []
         for e in entries:
