@@ -221,15 +221,18 @@ def escalations_answer(
                 _audit_decision(settings, store, row, row.answered_by or who)
         finally:
             store.close()
+        from bzzz_console.domain.text import inert_line as one  # names and ids are data
+
         if approvals:
             typer.echo(
-                f"{row.id}: {command.kind} recorded as {len(approvals)} of {needed} approvals "
-                f"({', '.join(a.shown_as for a in approvals)}); a second operator must give the same decision"
+                f"{one(row.id)}: {command.kind} recorded as {len(approvals)} of {needed} approvals "
+                f"({', '.join(one(a.shown_as) for a in approvals)}); a second operator must give the same "
+                "decision"
             )
             return
         typer.echo(
-            f"{row.id}: {command.kind} recorded by {row.answered_by}; the node running "
-            f"{row.agent_id or 'the thread'} applies it within a second"
+            f"{one(row.id)}: {command.kind} recorded by {one(row.answered_by or '')}; the node running "
+            f"{one(row.agent_id or 'the thread')} applies it within a second"
         )
 
 
