@@ -10,6 +10,15 @@ import os
 from logging.handlers import RotatingFileHandler
 
 from bzzz_console.config import Settings
+from bzzz_console.domain.text import inert
+
+
+class InertFormatter(logging.Formatter):
+    """Log lines quote data (peer messages, tool arguments, model errors); someone will ``tail -f`` the file on a
+    terminal, so every line is made inert (newlines and tabs of tracebacks kept)."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        return inert(super().format(record))
 
 
 def configure_logging(settings: Settings, level: int = logging.INFO) -> None:
@@ -22,7 +31,7 @@ def configure_logging(settings: Settings, level: int = logging.INFO) -> None:
         os.chmod(folder / "bzzz-console.log", 0o600)
     except OSError:
         handler = logging.NullHandler()
-    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    handler.setFormatter(InertFormatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     root = logging.getLogger()
     for old in list(root.handlers):
         root.removeHandler(old)
