@@ -76,6 +76,7 @@ AUDITED_KINDS = frozenset(
         "escalation_raised",
         "escalation_answered",
         "escalation_expired",
+        "decision_failed",
         "decision_logged",
         "consensus_reached",
         "thread_status_changed",
@@ -208,7 +209,10 @@ def _author(event: ev.Event) -> str:
     if isinstance(event, ev.ConsensusReached):
         return event.proposer
     agent_id = getattr(event, "agent_id", None)
-    if isinstance(event, ev.EscalationExpired | ev.ThreadStatusChanged | ev.TaskAdded | ev.BudgetWarning):
+    if isinstance(
+        event,
+        ev.EscalationExpired | ev.ThreadStatusChanged | ev.TaskAdded | ev.BudgetWarning | ev.DecisionFailed,
+    ):  # the node reports these; a failed decision's decider is in its data (``by``)
         return SYSTEM
     return agent_id if isinstance(agent_id, str) and agent_id else SYSTEM
 

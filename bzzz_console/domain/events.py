@@ -215,6 +215,19 @@ class EscalationApproval(Event):
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class DecisionFailed(Event):
+    """A recorded decision could not be carried out: the escalation is open again, waiting for another answer."""
+
+    kind: Literal["decision_failed"] = "decision_failed"
+    escalation_id: str
+    thread_id: str | None
+    agent_id: str | None
+    decision: str
+    by: str
+    error: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class EscalationExpired(Event):
     """The deadline passed unanswered: recorded as expired (never as a rejection); the default action ran."""
 
@@ -338,6 +351,7 @@ RuntimeEvent = (
     | EscalationApproval
     | EscalationExpired
     | EscalationCancelled
+    | DecisionFailed
     | BudgetWarning
     | ParticipantsChanged
     | ContextCompressed

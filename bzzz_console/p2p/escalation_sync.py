@@ -291,7 +291,7 @@ class EscalationSync:
         from bzzz_console.runtime.operator import CommandError, validate_decision
         from bzzz_console.store.repo import new_id
 
-        validate_decision(command)
+        validate_decision(command, self.rt.settings)
         origin = row.origin_peer or ""
         if not self.net.running:
             raise CommandError("the network is not running: another node's escalation cannot be answered")

@@ -7,6 +7,7 @@ threshold keeps a small reserve back, so an agent stopped by it can still write 
 
 from __future__ import annotations
 
+import math
 from collections import defaultdict
 from dataclasses import dataclass
 from datetime import date, datetime, time
@@ -160,8 +161,8 @@ class Budgets:
 
     def raise_limit(self, scope: str, key: str, amount_usd: float, by: str) -> float:
         """Add ``amount_usd`` to a budget (persisted; survives restarts); returns the new limit."""
-        if amount_usd <= 0:
-            raise ValueError("a budget can only be raised by a positive amount")
+        if not math.isfinite(amount_usd) or amount_usd <= 0:  # NaN would be stored as a NULL limit
+            raise ValueError(f"a budget can only be raised by a finite, positive amount (not {amount_usd!r})")
         new_limit = (self.limit(scope, key) or 0.0) + amount_usd
         with self.rt.store.session() as s:
             s.merge(BudgetRow(scope=scope, key=key, limit_usd=new_limit, updated_by=by, updated_at=now_utc()))

@@ -46,6 +46,9 @@ def apply_decision(rt: Runtime, row: EscalationRow) -> None:
     conv = rt.conversations
     thread = conv.threads.get(row.thread_id or "")
     agent = rt.agents.get(row.agent_id or "")
+    if kind in ("reassign", "terminate", "downgrade_model", "hand_back") and agent is None:
+        # refused up front when it was recorded; the agent went away since (or the record predates that check)
+        raise DecisionError(f"agent {row.agent_id or '(none)'} is not on this node: nothing to {kind}")
     if kind == "downgrade_model" and agent is not None:
         model = decision.get("model") or rt.settings.optimizer.model_ladder.get(agent.model, agent.model)
         decision["model"] = model
@@ -126,14 +129,8 @@ def replacement_for(rt: Runtime, thread: ThreadState, to: str) -> Agent | None:
 def _reassign(rt: Runtime, thread: ThreadState, agent: Agent, to: str) -> None:
     conv = rt.conversations
     replacement = replacement_for(rt, thread, to)
-    if replacement is None:
-        rt.publish(
-            ev.ErrorRaised(
-                where=f"reassign in {thread.id}",
-                message=f"no free agent {to!r} to take over from {agent.id}; it stays",
-            )
-        )
-        return
+    if replacement is None:  # checked when recorded, but agents got busy since (or a CLI could not see it)
+        raise DecisionError(f"no free agent {to!r} can take over from {agent.id} in {thread.id}")
     conv.replace_participant(thread, agent, replacement)
 
 

@@ -238,18 +238,51 @@ class Escalations:
                 )
             )
             return row
-        from bzzz_console.runtime.decisions import apply_decision
-
-        apply_decision(self.rt, row)
+        self.apply_row(row)
         return row
 
     def apply_recorded(self) -> None:
         """Apply every recorded but unapplied decision (ours, another process's, or a deadline's)."""
+        from bzzz_console.runtime.decisions import DecisionError
+
         for row in self.rt.store.decisions_to_apply():
             if self.rt.store.mark_applied(row.id):
-                from bzzz_console.runtime.decisions import apply_decision
+                with contextlib.suppress(DecisionError):  # reopened and reported; the others still apply
+                    self.apply_row(row)
 
-                apply_decision(self.rt, row)
+    def apply_row(self, row: EscalationRow) -> None:
+        """Carry out a recorded decision. Should that fail, for whatever reason, the node goes on: the escalation
+        reopens with the failure kept in its context (``escalations show`` and the console say what failed), a
+        ``decision_failed`` event (audited) and an error are published, and DecisionError tells the decider.
+        Left answered, it would hold the agent and its thread for good, and answering again would be refused."""
+        from bzzz_console.domain.decisions import failure_note
+        from bzzz_console.runtime.decisions import DecisionError, apply_decision
+
+        try:
+            apply_decision(self.rt, row)
+        except Exception as exc:
+            decision = row.decision or {}
+            error = str(exc) if isinstance(exc, DecisionError) else f"{type(exc).__name__}: {exc}"
+            failure = {
+                "kind": str(decision.get("kind", "?")),
+                "by": str(decision.get("by") or row.answered_by or "?"),
+                "error": error[:1000],
+                "at": self.rt.clock.now().isoformat(timespec="seconds"),
+            }
+            self.rt.store.reopen_escalation(row.id, failure, self.rt.clock.now())
+            self.rt.publish(
+                ev.DecisionFailed(
+                    escalation_id=row.id,
+                    thread_id=row.thread_id,
+                    agent_id=row.agent_id,
+                    decision=failure["kind"],
+                    by=failure["by"],
+                    error=failure["error"],
+                )
+            )
+            note = f"{failure_note(failure)}; escalation {row.id} is open again"
+            self.rt.publish(ev.ErrorRaised(where=f"escalation {row.id}", message=note))
+            raise DecisionError(note) from exc
 
     async def _timer_loop(self) -> None:
         interval = self.rt.settings.escalation.check_interval_s

@@ -2,17 +2,31 @@
 
 from __future__ import annotations
 
+import json
 from datetime import datetime
 from typing import Any
 
 from sqlalchemy import delete, or_, update
 from sqlmodel import Session, col, select
 
-from bzzz_console.store.tables import AgentRow, EscalationRow, ParticipantRow, ThreadRow, now_utc
+from bzzz_console.store.tables import AgentRow, EscalationRow, ParticipantRow, ThreadRow, now_utc, utc
 
 
 class AlreadyDecided(RuntimeError):
     """The escalation was answered (or expired) before; a decision is applied once."""
+
+
+def plain_json(decision: dict[str, Any], escalation_id: str) -> dict[str, Any]:
+    """``decision`` if it is strict JSON; ValueError otherwise. The JSON column would write NaN and infinity as
+    the non-JSON ``NaN``/``Infinity`` (SQLite turns a NaN limit into NULL): a bad amount from a path that skipped
+    validation is stopped here instead of being recorded and failing every apply."""
+    try:
+        json.dumps(decision, allow_nan=False)
+    except (TypeError, ValueError) as exc:
+        raise ValueError(
+            f"the decision on {escalation_id} is not plain JSON ({exc}): nothing recorded"
+        ) from None
+    return decision
 
 
 class EscalationQueries:
@@ -62,6 +76,7 @@ class EscalationQueries:
         answered; any other expired or answered one cannot. ``applying``: the caller (the runtime that owns the
         agent) applies it right away, so it is marked applied in the same commit.
         """
+        plain_json(decision, escalation_id)
         with self.session() as s:
             result = s.execute(
                 update(EscalationRow)
@@ -88,6 +103,39 @@ class EscalationQueries:
                 f"(by {row.answered_by or 'its deadline'} at {when}); a decision is applied once"
             )
         return row
+
+    def reopen_escalation(
+        self, escalation_id: str, failure: dict[str, Any], at: datetime
+    ) -> EscalationRow | None:
+        """A recorded decision could not be applied: the escalation waits for a human again (open, no decision,
+        so :meth:`claim_decision` takes the next answer) and keeps ``failure`` as ``context["last_error"]``.
+
+        A deadline that has passed is dropped: the escalation would otherwise expire again at once, and a
+        default action that failed would be retried (and fail) on every timer pass. None if it was not answered
+        or expired (someone reopened or cancelled it first)."""
+        with self.session() as s:
+            row = s.get(EscalationRow, escalation_id)
+            if row is None or row.state not in ("answered", "expired"):
+                return None
+            past = row.deadline is not None and utc(row.deadline) <= utc(at)
+            result = s.execute(
+                update(EscalationRow)
+                .where(col(EscalationRow.id) == escalation_id, col(EscalationRow.state) == row.state)
+                .values(
+                    state="open",
+                    decision=None,
+                    answered_by=None,
+                    answered_at=None,
+                    applied=False,
+                    deadline=None if past else row.deadline,
+                    context={**row.context, "last_error": plain_json(failure, escalation_id)},
+                )
+            )
+            s.commit()
+            if not result.rowcount:  # type: ignore[attr-defined]
+                return None
+            s.expire_all()
+            return s.get(EscalationRow, escalation_id)
 
     def expire(self, escalation_id: str, at: datetime) -> bool:
         """Mark an open escalation expired; the default action is recorded as what happened, not as a decision."""

@@ -1,0 +1,76 @@
+"""What makes a decision well formed, whoever sends it: the console, ``escalations answer``, MCP or a peer.
+
+Pure: these checks need nothing but the command and the configured cap. Whether a well-formed decision can be
+carried out on this node (is there a cheaper model, an agent to stop, a free agent to take over) needs the node's
+state: :mod:`bzzz_console.runtime.decision_checks`. Both run before anything is recorded, so a refused decision
+leaves the escalation open.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from typing import Any
+
+from bzzz_console.domain import commands as cmd
+
+
+class InvalidDecision(ValueError):
+    """A decision refused before it is recorded. ``field`` names what is wrong in the terms of the MCP tool's
+    arguments (``amount_usd``, ``text``, ``to``, ``model``, ``agent_id``, ``escalation_id``), so each surface can
+    point at its own spelling of it (an MCP argument, a CLI option)."""
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(message)
+        self.field = field
+
+
+def check_amount(amount: object, max_raise_usd: float) -> float:
+    """A budget raise in USD: a finite number above 0 and at most the cap; returned as a float.
+
+    NaN and infinity are refused by name: ``nan > 0`` is False but ``inf > 0`` is True, and either would be
+    stored as a limit nothing can compare against (NaN becomes NULL in SQLite, ``Infinity`` is not JSON).
+    """
+    if isinstance(amount, bool) or not isinstance(amount, int | float):
+        raise InvalidDecision("amount_usd", f"raise the budget by a number of USD, not {amount!r}")
+    value = float(amount)
+    if not math.isfinite(value):
+        raise InvalidDecision("amount_usd", f"raise the budget by a finite amount of USD, not {value!r}")
+    if value <= 0:
+        raise InvalidDecision("amount_usd", f"raise the budget by a positive amount of USD, not {value:g}")
+    if value > max_raise_usd:
+        raise InvalidDecision(
+            "amount_usd",
+            f"raise the budget by at most ${max_raise_usd:,.2f} at once (budgets.max_raise_usd), "
+            f"not ${value:,.2f}",
+        )
+    return value
+
+
+def check_decision(command: cmd.Decision, *, max_raise_usd: float) -> None:
+    """Refuse a malformed decision with InvalidDecision; the message says what would be accepted."""
+    if not (command.escalation_id or "").strip():
+        raise InvalidDecision("escalation_id", "name the escalation to decide")
+    if isinstance(command, cmd.Reject) and not command.reason.strip():
+        raise InvalidDecision("text", "a rejection needs a reason")
+    if isinstance(command, cmd.Reply) and not command.text.strip():
+        raise InvalidDecision("text", "a reply needs text")
+    if isinstance(command, cmd.Reassign) and not command.to.strip():
+        raise InvalidDecision("to", "reassign to an agent id or a role")
+    if isinstance(command, cmd.RaiseBudget):
+        check_amount(command.amount_usd, max_raise_usd)
+    if isinstance(command, cmd.DowngradeModel) and command.model is not None and not command.model.strip():
+        raise InvalidDecision(
+            "model", "name the model to switch to, or leave it out for the next cheaper one"
+        )
+
+
+def failure_note(failure: Mapping[str, Any] | None) -> str | None:
+    """How a decision that was recorded but could not be applied is shown (kept as ``context["last_error"]`` of
+    the reopened escalation): what was decided, by whom, and why it failed."""
+    if not isinstance(failure, Mapping):
+        return None
+    return (
+        f"the last decision ({failure.get('kind', '?')} by {failure.get('by', '?')}) could not be applied: "
+        f"{failure.get('error', 'unknown error')}"
+    )
