@@ -55,7 +55,10 @@ class BzzzApp(App[int]):
         self.settings = settings
         self.demo = demo
         self.readonly = readonly or settings.security.readonly
-        self.operator = settings.escalation.operator
+        from bzzz_console.domain.principals import os_user
+
+        self.operator = os_user()  # what decisions record; escalation.operator is only a label beside it
+        self.operator_label = settings.escalation.operator
         self.view = FleetView()
         self._dashboard_behind: set[str] = set()
         """Panes whose events arrived while another screen was shown."""
@@ -106,10 +109,12 @@ class BzzzApp(App[int]):
             self._refresh({"status"})
 
     async def _serve_mcp(self, port: int) -> None:
-        from bzzz_console.mcp.serve import HttpServer, load_or_create_token
+        from bzzz_console.mcp.serve import HttpServer
+        from bzzz_console.tokens import TokenBook
 
         assert self.rt is not None
-        self._mcp = HttpServer(self.rt, port, load_or_create_token(self.settings), self.readonly)
+        tokens = TokenBook(self.settings.resolved_data_dir())
+        self._mcp = HttpServer(self.rt, port, tokens, self.readonly)
         try:
             await self._mcp.start()
             self.view.status.mcp = self._mcp.url
@@ -315,15 +320,25 @@ class BzzzApp(App[int]):
         row = await self.submit(command, "decide")
         if row is None:
             return False
+        if row.state == "open":  # the two-person rule: recorded, and a second operator has to confirm it
+            self.notify(
+                f"{command.kind} on {command.escalation_id} is 1 of 2 approvals: another operator must confirm it",
+                title="Approval recorded",
+            )
+            return False
         self.notify(f"{command.kind} applied to {command.escalation_id}", title="Decision recorded")
         return True
 
     async def post_human(self, thread_id: str, text: str) -> bool:
         from bzzz_console.domain import commands as cmd
+        from bzzz_console.domain.principals import shown_as
 
         return (
             await self.submit(
-                cmd.PostHumanMessage(thread_id=thread_id, text=text, operator=self.operator), "post"
+                cmd.PostHumanMessage(
+                    thread_id=thread_id, text=text, operator=shown_as(self.operator, self.operator_label)
+                ),
+                "post",
             )
             is not None
         )

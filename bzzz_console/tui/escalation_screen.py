@@ -36,7 +36,8 @@ DECISION_KEYS = (
 
 
 class EscalationScreen(Screen[None]):
-    CSS_PATH = screens_dir() / "escalation.tcss"  # loaded when first opened, not on the way to the first paint
+    # loaded when first opened, not on the way to the first paint
+    CSS_PATH = screens_dir() / "escalation.tcss"
     BINDINGS = [
         Binding("escape", "app.pop_screen", "back", id="escalation.back"),
         Binding("o", "open_thread", "open thread", id="escalation.thread"),
@@ -83,6 +84,8 @@ class EscalationScreen(Screen[None]):
         head.append(f" · {one(e.state)}", style="bold magenta" if e.state == "open" else "bold")
         if e.decision:
             head.append(f" · decided: {one(e.decision)}", style="green")
+        elif e.approvals:
+            head.append(f" · waiting for a second operator: {one(e.approvals)}", style="bold yellow")
         head.append("\n\n")
         head.append(inert(e.reason))
         head.append("\n\ndeadline in ")
@@ -165,20 +168,24 @@ class EscalationScreen(Screen[None]):
             self.busy = False
 
     async def _command(self, name: str, agent_id: str) -> cmd.Decision | None:
-        ident, operator = self.escalation_id, self.bzzz.operator
+        ident, operator, label = self.escalation_id, self.bzzz.operator, self.bzzz.operator_label
         if name == "approve":
-            return cmd.Approve(escalation_id=ident, operator=operator)
+            return cmd.Approve(escalation_id=ident, operator=operator, label=label)
         if name == "reject":
             reason = await self.app.push_screen_wait(AskText("Reject — the reason (the agents read it):"))
-            return cmd.Reject(escalation_id=ident, reason=reason, operator=operator) if reason else None
+            return (
+                cmd.Reject(escalation_id=ident, reason=reason, operator=operator, label=label)
+                if reason
+                else None
+            )
         if name == "reply":
             text = await self.app.push_screen_wait(
                 AskText("Reply — posted to the thread as a human message:")
             )
-            return cmd.Reply(escalation_id=ident, text=text, operator=operator) if text else None
+            return cmd.Reply(escalation_id=ident, text=text, operator=operator, label=label) if text else None
         if name == "reassign":
             to = await self.app.push_screen_wait(AskText("Reassign to an agent id or a role:", "reviewer-2"))
-            return cmd.Reassign(escalation_id=ident, to=to, operator=operator) if to else None
+            return cmd.Reassign(escalation_id=ident, to=to, operator=operator, label=label) if to else None
         if name == "raise_budget":
             amount = await self.app.push_screen_wait(AskText("Raise the budget by (USD):", "1.00"))
             try:
@@ -187,17 +194,17 @@ class EscalationScreen(Screen[None]):
                 if amount:
                     self.notify(f"not an amount: {amount!r}", severity="error")
                 return None
-            return cmd.RaiseBudget(escalation_id=ident, amount_usd=value, operator=operator)
+            return cmd.RaiseBudget(escalation_id=ident, amount_usd=value, operator=operator, label=label)
         if name == "downgrade":
             if await self.app.push_screen_wait(Confirm(f"Switch {agent_id} to the next cheaper model?")):
-                return cmd.DowngradeModel(escalation_id=ident, operator=operator)
+                return cmd.DowngradeModel(escalation_id=ident, operator=operator, label=label)
             return None
         if name == "hand_back":
             if await self.app.push_screen_wait(Confirm(f"Close the thread with {agent_id}'s partial work?")):
-                return cmd.HandBack(escalation_id=ident, operator=operator)
+                return cmd.HandBack(escalation_id=ident, operator=operator, label=label)
             return None
         if name == "terminate" and await self.app.push_screen_wait(
             Confirm(f"Terminate {agent_id}? It leaves all its threads.")
         ):
-            return cmd.Terminate(agent_id=agent_id, escalation_id=ident, operator=operator)
+            return cmd.Terminate(agent_id=agent_id, escalation_id=ident, operator=operator, label=label)
         return None

@@ -72,6 +72,8 @@ class EscalationView:
     default_action: str = "hold"
     context: dict[str, Any] = field(default_factory=dict)
     decision: str = ""
+    approvals: str = ""
+    """Two-person rule: "approve: 1 of 2 approvals (alice)" while a second operator is awaited."""
 
 
 @dataclass
@@ -358,6 +360,14 @@ class FleetView:
         if view is not None:
             view.state, view.decision = "answered", f"{e.decision} by {e.by}"
         return {"escalations", f"escalation:{e.escalation_id}", "status"}
+
+    def _on_escalation_approval(self, e: ev.EscalationApproval) -> set[str]:
+        view = self.escalations.get(e.escalation_id)
+        if view is not None:
+            view.approvals = (
+                f"{e.decision}: {len(e.approvals)} of {e.needed} approvals ({', '.join(e.approvals)})"
+            )
+        return {"escalations", f"escalation:{e.escalation_id}"}
 
     def _on_escalation_expired(self, e: ev.EscalationExpired) -> set[str]:
         view = self.escalations.get(e.escalation_id)
