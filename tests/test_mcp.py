@@ -1150,6 +1150,8 @@ async def test_unknown_arguments_are_refused_with_their_name_not_dropped(setting
     async with node(settings) as (_, client):
         listed = {t.name: t for t in (await client.list_tools()).tools}
         assert all(t.input_schema.get("additionalProperties") is False for t in listed.values())
-        text = await error(client, "bzzz_lookup", {"semantic_address": "bzzz://reviewer@*", "filter_critera": {}})
+        text = await error(
+            client, "bzzz_lookup", {"semantic_address": "bzzz://reviewer@*", "filter_critera": {}}
+        )
         assert "filter_critera" in text and "Extra inputs are not permitted" in text
         assert (await ok(client, "bzzz_lookup", {"semantic_address": "bzzz://reviewer@*"}))["count"] >= 1
