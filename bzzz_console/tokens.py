@@ -26,7 +26,6 @@ from bzzz_console.config import ConfigError
 from bzzz_console.domain.principals import Principal, PrincipalKind
 
 TOKENS_FILE = "mcp-tokens.json"
-LEGACY_TOKEN_FILE = "mcp-token"
 NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@-]{0,63}$")
 TOKEN = re.compile(r"^bzzz_([a-z0-9]{8})_([A-Za-z0-9_-]{43})$")
 
