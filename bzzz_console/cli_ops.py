@@ -63,6 +63,7 @@ def escalations_show(
         store.close()
         if row is None:
             _fail(f"no escalation {escalation_id!r}")
+        from bzzz_console.domain.decisions import failure_note
         from bzzz_console.reports import escalation_summary
 
         data = {
@@ -71,6 +72,7 @@ def escalations_show(
             "context": row.context,
             "decision": row.decision,
             "answered_by": row.answered_by,
+            "last_error": failure_note(row.context.get("last_error")),
         }
         if as_json:
             sys.stdout.write(json.dumps(data, indent=2, default=str) + "\n")
@@ -98,6 +100,8 @@ def escalations_show(
             lines.append("options: " + ", ".join(one(o) for o in row.context["options"]))
         if row.decision:
             lines.append(f"decision: {json.dumps(row.decision)} by {one(row.answered_by)}")
+        if data["last_error"] and row.state == "open":  # answered again since: the failure is history
+            lines.append(one(data["last_error"]) + " — the escalation is open again")
         typer.echo("\n".join(lines))
 
 
@@ -171,18 +175,12 @@ def escalations_answer(
         if approve:
             command = cmd.Approve(escalation_id=escalation_id, note=note, operator=who, label=label)
         elif reject:
-            if not note.strip():
-                _fail("a rejection needs a reason: --note TEXT", 2)
             command = cmd.Reject(escalation_id=escalation_id, reason=note, operator=who, label=label)
         elif reply is not None:
-            if not reply.strip():
-                _fail("--reply needs text", 2)
             command = cmd.Reply(escalation_id=escalation_id, text=reply, operator=who, label=label)
         elif reassign is not None:
             command = cmd.Reassign(escalation_id=escalation_id, to=reassign, operator=who, label=label)
         elif raise_budget is not None:
-            if raise_budget <= 0:
-                _fail("--raise-budget needs a positive amount of USD", 2)
             command = cmd.RaiseBudget(
                 escalation_id=escalation_id, amount_usd=raise_budget, operator=who, label=label
             )
@@ -194,6 +192,15 @@ def escalations_answer(
             command = cmd.HandBack(escalation_id=escalation_id, operator=who, label=label)
         else:
             command = cmd.Terminate(agent_id="", escalation_id=escalation_id, operator=who, label=label)
+        from bzzz_console.domain.decisions import InvalidDecision, check_decision
+        from bzzz_console.runtime.decision_checks import store_view, validate
+
+        # A refusal names the option to fix and exits 2 before anything is recorded.
+        option = "--note" if reject else chosen[0]
+        try:
+            check_decision(command, max_raise_usd=settings.budgets.max_raise_usd)
+        except InvalidDecision as exc:
+            _fail(f"{option}: {exc}", 2)
         from bzzz_console.runtime.authority import NotAllowed, approvals_needed, check_may_decide
         from bzzz_console.runtime.escalations import decision_record
         from bzzz_console.store.escalations import AlreadyDecided
@@ -211,6 +218,10 @@ def escalations_answer(
             if mirror is None:
                 _fail(f"no escalation {escalation_id!r}")
             check_may_decide(settings, mirror, who)
+            try:  # the same rules as a running node, read from the store; the node checks again on apply
+                validate(command, mirror, store_view(store, settings), settings)
+            except InvalidDecision as exc:
+                _fail(f"{option}: {exc}", 2)
             record = decision_record(command)
             needed = approvals_needed(settings.escalation, mirror)
             row, approvals = store.approve(escalation_id, record, who, record["by"], now_utc(), needed=needed)

@@ -212,8 +212,8 @@ async def _decide(rt: Runtime, ctx: ToolContext, args: DecideArgs) -> ToolOutcom
         command = cmd.Terminate(agent_id="", escalation_id=ident, operator=who)
     try:
         row = await rt.submit(command)
-    except CommandError as exc:
-        raise ToolError(str(exc)) from None
+    except CommandError as exc:  # named like the other argument errors: "amount_usd: …"
+        raise ToolError(f"{exc.field}: {exc}" if exc.field else str(exc)) from None
     if row.state == "open":  # the two-person rule: recorded, waiting for a second operator
         approvals = [a.shown_as for a in rt.store.approvals(row.id)]
         return ToolOutcome(

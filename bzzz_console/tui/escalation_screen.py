@@ -12,6 +12,7 @@ from textual.screen import Screen
 from textual.widgets import Footer, Static
 
 from bzzz_console.domain import commands as cmd
+from bzzz_console.domain.decisions import failure_note
 from bzzz_console.domain.text import inert
 from bzzz_console.domain.text import inert_line as one
 from bzzz_console.resources import screens_dir
@@ -86,6 +87,9 @@ class EscalationScreen(Screen[None]):
             head.append(f" · decided: {one(e.decision)}", style="green")
         elif e.approvals:
             head.append(f" · waiting for a second operator: {one(e.approvals)}", style="bold yellow")
+        failed = failure_note(e.context.get("last_error")) if e.state == "open" else None
+        if failed:  # a decision was recorded but could not be applied; the escalation waits again
+            head.append(f"\n{one(failed)}", style="bold red")
         head.append("\n\n")
         head.append(inert(e.reason))
         head.append("\n\ndeadline in ")

@@ -383,6 +383,14 @@ class FleetView:
             view.state, view.decision = "cancelled", e.reason
         return {"escalations", f"escalation:{e.escalation_id}", "status"}
 
+    def _on_decision_failed(self, e: ev.DecisionFailed) -> set[str]:
+        """The decision was recorded but could not be applied: the escalation waits again, saying why."""
+        view = self.escalations.get(e.escalation_id)
+        if view is not None:
+            view.state, view.decision = "open", ""
+            view.context = {**view.context, "last_error": {"kind": e.decision, "by": e.by, "error": e.error}}
+        return {"escalations", f"escalation:{e.escalation_id}", "status"}
+
     def _on_network_status(self, e: ev.NetworkStatus) -> set[str]:
         self.status.peer_id, self.status.peers = e.peer_id, e.peers
         return {"status", "network"}
