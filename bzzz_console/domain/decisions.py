@@ -39,10 +39,10 @@ def check_amount(amount: object, max_raise_usd: float) -> float:
     if value <= 0:
         raise InvalidDecision("amount_usd", f"raise the budget by a positive amount of USD, not {value:g}")
     if value > max_raise_usd:
+        shown = f"{value:,.2f}" if value < 1e12 else f"{value:.3g}"  # 1e308 would print 309 digits
         raise InvalidDecision(
             "amount_usd",
-            f"raise the budget by at most ${max_raise_usd:,.2f} at once (budgets.max_raise_usd), "
-            f"not ${value:,.2f}",
+            f"raise the budget by at most ${max_raise_usd:,.2f} at once (budgets.max_raise_usd), not ${shown}",
         )
     return value
 

@@ -104,6 +104,11 @@ class DecideArgs(ToolArgs):
     decision: DecisionName
     text: str | None = Field(None, description="reject: the reason; reply: the answer posted to the thread")
     to: str | None = Field(None, description="reassign: an agent id or a role")
-    amount_usd: float | None = Field(None, gt=0, description="raise_budget: how much to add")
+    amount_usd: float | None = Field(
+        None,
+        gt=0,
+        allow_inf_nan=False,
+        description="raise_budget: how much to add, in USD (finite, at most the node's budgets.max_raise_usd)",
+    )
     model: str | None = Field(None, description="downgrade_model: the model (default: next on the ladder)")
     note: str = ""

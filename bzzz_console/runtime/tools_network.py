@@ -203,7 +203,9 @@ async def _decide(rt: Runtime, ctx: ToolContext, args: DecideArgs) -> ToolOutcom
     elif kind == "reassign":
         command = cmd.Reassign(escalation_id=ident, to=args.to or "", operator=who)
     elif kind == "raise_budget":
-        command = cmd.RaiseBudget(escalation_id=ident, amount_usd=args.amount_usd or 0, operator=who)
+        if args.amount_usd is None:  # also what a client's NaN or Infinity arrives as: JSON has neither
+            raise ToolError("amount_usd: required for raise_budget (a finite amount of USD above 0)")
+        command = cmd.RaiseBudget(escalation_id=ident, amount_usd=args.amount_usd, operator=who)
     elif kind == "downgrade_model":
         command = cmd.DowngradeModel(escalation_id=ident, model=args.model, operator=who)
     elif kind == "hand_back":
