@@ -287,6 +287,59 @@ async def test_a_forged_decision_is_dropped_and_applies_nothing(tmp_path: Path) 
         assert a.rt.network is not None and a.rt.network.snapshot()["rejected"]["bad_signature"] == 1
 
 
+async def test_a_peers_decision_is_validated_and_one_that_fails_to_apply_reopens(tmp_path: Path) -> None:
+    from test_decisions import budgets_accept_writes, budgets_refuse_writes
+
+    script = escalated_script(architect_1=[post("comment", "Noted.")], reviewer_1=[post("agree", "Agreed.")])
+    async with joined(tmp_path, "a", script) as a, joined(tmp_path, "b", Script(), a) as b:
+        esc = await escalated_on(a)
+        await eventually(lambda: b.rt.store.get_escalation(esc), "the mirror on B")
+        assert b.rt.network is not None and b.rt.network.key is not None
+        # A peer that skips its own checks (hostile, or an older version): the owner refuses, and says why.
+        for n, amount in enumerate((float("nan"), 1e308)):
+            request_id = f"req-hostile-{n}"
+            answer: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+            b.rt.network.escalations.pending[request_id] = (esc, answer)
+            request = {
+                "escalation_id": esc,
+                "decision": "raise_budget",
+                "by": "mallory",
+                "decided_at": "2026-11-26T10:00:00Z",
+                "status": "request",
+                "origin": peer(a),
+                "request_id": request_id,
+                "details": {"amount_usd": amount},
+            }
+            await b.rt.network.send(MessageType.ESCALATION_DECISION, sign(request, b.rt.network.key))
+            with pytest.raises(CommandError, match="raise the budget by"):
+                await asyncio.wait_for(answer, DEADLINE_S)
+        # a decision that cannot apply is refused by the owner before it records anything
+        with pytest.raises(CommandError, match="already in it"):
+            await b.rt.submit(
+                cmd.Reassign(escalation_id=esc, to=f"architect-1.{peer(a)[-6:]}", operator="bob")
+            )
+        owner = a.rt.store.get_escalation(esc)
+        assert owner is not None and owner.state == "open" and owner.decision is None
+        # A well-formed decision that fails on A (its budgets table refuses writes): A goes on, the escalation
+        # reopens there (and stays open on B), and B's operator hears why.
+        budgets_refuse_writes(a)
+        with pytest.raises(CommandError, match="could not be applied"):
+            await b.rt.submit(cmd.RaiseBudget(escalation_id=esc, amount_usd=0.5, operator="bob"))
+        owner = a.rt.store.get_escalation(esc)
+        assert (
+            owner is not None and owner.state == "open" and "frozen" in owner.context["last_error"]["error"]
+        )
+        assert [e.decision for e in a.of(ev.DecisionFailed)] == ["raise_budget"]
+        mirror = b.rt.store.get_escalation(esc)
+        assert mirror is not None and mirror.state == "open"
+        budgets_accept_writes(a)
+        row = await b.rt.submit(cmd.Reply(escalation_id=esc, text="Five minutes.", operator="bob"))
+        assert row.state == "answered"
+        await eventually(
+            lambda: a.rt.agents["reviewer-1"].state is not AgentState.ESCALATING, "A's agent resumed"
+        )
+
+
 async def test_a_task_announced_on_the_network_is_taken_on_and_claimed(tmp_path: Path) -> None:
     seen: list[WireMessage] = []
     outsider = P2PNode(
