@@ -1,9 +1,11 @@
 """The audit trail's writers: the runtime's :class:`AuditWriter`, and :func:`append_entry` for commands.
 
-Entries (format, hashing, signing, verification: :mod:`bzzz_console.audit_chain`) are appended after the last
-row in the store, whoever wrote it, so restarts and several processes on one database continue one chain; two
-writers racing for the same index are resolved by the primary key (the loser reads the new tail and tries
-again). Every entry's ``data`` records the ``signer`` (this node's public key, hex) and the ``node``.
+Entries (format, hashing, signing: :mod:`bzzz_console.audit_chain`; verification: :mod:`bzzz_console.audit_verify`)
+are appended after the last row in the store, whoever wrote it, so restarts and several processes on one
+database continue one chain; two writers racing for the same index are resolved by the primary key (the loser
+reads the new tail and tries again). Every entry's ``data`` records the ``signer`` (this node's public key,
+hex) and the ``node``. After each append the node's signed checkpoint of the trail's head is moved forward
+(:mod:`bzzz_console.audit_checkpoint`), so entries later cut off the end are found missing.
 """
 
 from __future__ import annotations
@@ -19,7 +21,6 @@ from bzzz_console.audit_chain import (
     GENESIS,
     Entry,
     StoredEntry,
-    VerifyResult,
     audit_table,
     canonical,
     entry_hash,
@@ -29,9 +30,9 @@ from bzzz_console.audit_chain import (
     read_entries,
     sign,
     signature_valid,
-    verify,
-    verify_entries,
 )
+from bzzz_console.audit_checkpoint import Checkpoints
+from bzzz_console.audit_verify import VerifyResult, verify, verify_entries
 from bzzz_console.domain import events as ev
 from bzzz_console.store.tables import now_utc, utc
 
@@ -47,6 +48,7 @@ __all__ = [
     "AUDITED_KINDS",
     "GENESIS",
     "AuditWriter",
+    "Checkpoints",
     "Draft",
     "Entry",
     "StoredEntry",
@@ -111,8 +113,14 @@ def _tail(conn: Any) -> tuple[int, str]:
     return (0, GENESIS) if last is None else (int(last[0]) + 1, str(last[1]))
 
 
-def append_entries(store: Store, key: Ed25519PrivateKey, drafts: Sequence[Draft]) -> list[Entry]:
-    """Append drafts to the chain in one transaction, after whatever the store's last entry is.
+def append_entries(
+    store: Store,
+    key: Ed25519PrivateKey,
+    drafts: Sequence[Draft],
+    checkpoints: Checkpoints | None = None,
+) -> list[Entry]:
+    """Append drafts to the chain in one transaction, after whatever the store's last entry is, then move
+    ``checkpoints`` forward to the new head (after the commit: a checkpoint must never be ahead of the trail).
 
     If another writer (a second node or a CLI on the same database) takes an index first, the insert fails on
     the primary key, the transaction is rolled back and the batch is re-chained on the new tail.
@@ -154,10 +162,13 @@ def append_entries(store: Store, key: Ed25519PrivateKey, drafts: Sequence[Draft]
                         for e in entries
                     ],
                 )
-            return entries
         except IntegrityError:
             if attempt == MAX_APPEND_ATTEMPTS:
                 raise
+            continue
+        if checkpoints is not None:
+            checkpoints.advance(store, key, entries)
+        return entries
     raise AssertionError("unreachable")
 
 
@@ -169,12 +180,13 @@ def append_entry(
     type: str,
     data: dict[str, Any],
     at: datetime | None = None,
+    checkpoints: Checkpoints | None = None,
 ) -> Entry:
     """Append one entry directly (no runtime: a CLI command). ``data`` gets ``signer`` and ``node`` added."""
     from bzzz_console.nodekey import public_key_hex
 
     body = {**data, "signer": public_key_hex(key), "node": socket.gethostname()}
-    [entry] = append_entries(store, key, [Draft(at or now_utc(), author, type, body)])
+    [entry] = append_entries(store, key, [Draft(at or now_utc(), author, type, body)], checkpoints)
     return entry
 
 
@@ -198,6 +210,7 @@ def record_decision(
             "by": by,
         },
         at=utc(escalation.answered_at) if escalation.answered_at else None,
+        checkpoints=Checkpoints.for_store(settings.resolved_data_dir(), store),
     )
 
 
@@ -259,12 +272,15 @@ class AuditWriter:
         self._task: asyncio.Task[None] | None = None
         self._pending: list[Draft] = []
         self._failing = False
+        self._checkpoints: Checkpoints | None = None
+        self._reported: str | None = None
 
     def start(self) -> None:
         from bzzz_console.nodekey import load_or_create_node_key, public_key_hex
 
         self._key = load_or_create_node_key(self.rt.settings)
         self.signer = public_key_hex(self._key)
+        self._checkpoints = Checkpoints.for_store(self.rt.settings.resolved_data_dir(), self.rt.store)
         self._sub = self.rt.bus.subscribe(maxsize=100_000)
         self._task = asyncio.create_task(self._run(), name="audit writer")
 
@@ -294,7 +310,7 @@ class AuditWriter:
         if not self._pending or self._key is None:
             return
         try:
-            append_entries(self.rt.store, self._key, self._pending)
+            append_entries(self.rt.store, self._key, self._pending, self._checkpoints)
         except (
             Exception
         ) as exc:  # a database hiccup must not stop the runtime; keep the entries for the retry
@@ -310,3 +326,7 @@ class AuditWriter:
         self.appended += len(self._pending)
         self._pending = []
         self._failing = False
+        problem = self._checkpoints.problem if self._checkpoints is not None else None
+        if problem and problem != self._reported:  # once per problem: it stays until someone looks
+            self.rt.publish(ev.ErrorRaised(where="audit trail", message=problem))
+        self._reported = problem

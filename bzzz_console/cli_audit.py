@@ -6,6 +6,7 @@ import json
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -18,33 +19,46 @@ if TYPE_CHECKING:
 
 audit_app = typer.Typer(help="Verify and show the hash-chained, signed audit trail.", no_args_is_help=True)
 
+INTACT, TAMPERED, CANNOT_CHECK = 0, 1, 2
+"""``audit verify``'s exit codes."""
+
 
 @contextmanager
 def _reading(url: str) -> Iterator[Store]:
-    """The store as found: no migration (verifying must not change the evidence); a database without an
-    audit table is one clear error."""
+    """The store as found: no migration (verifying must not change the evidence). A database that is missing,
+    corrupt, unreadable or has no audit table is one line on stderr and exit 2 ("cannot check"), never a
+    traceback and never exit 1 ("tampered")."""
     from sqlalchemy.engine import make_url
-    from sqlalchemy.exc import OperationalError, ProgrammingError
+    from sqlalchemy.exc import DBAPIError
 
     from bzzz_console.cli import _fail
-    from bzzz_console.store.engine import redact_url
+    from bzzz_console.store.engine import DatabaseError, redact_url
     from bzzz_console.store.repo import Store
 
-    parsed = make_url(url)
-    database = parsed.database or ""
+    try:
+        parsed = make_url(url)
+    except Exception:  # the engine factory words a malformed URL best
+        parsed = None
+    database = (parsed.database or "") if parsed is not None else ""
     if (
-        parsed.get_backend_name() == "sqlite"
+        parsed is not None
+        and parsed.get_backend_name() == "sqlite"
         and database not in ("", ":memory:")
         and not database.startswith("file:")
     ) and not Path(database).expanduser().is_file():
-        _fail(f"no database at {Path(database).expanduser()}")
-    store = Store.open(url, migrate=False)
+        _fail(f"no database at {Path(database).expanduser()}", CANNOT_CHECK)
+    store: Store | None = None
     try:
+        store = Store.open(url, migrate=False)
         yield store
-    except (OperationalError, ProgrammingError) as exc:
-        _fail(f"cannot read the audit trail in {redact_url(url)}: {exc.orig}")
+    except DatabaseError as exc:
+        _fail(str(exc), CANNOT_CHECK)
+    except DBAPIError as exc:  # "file is not a database", no audit table, a server that went away …
+        why = " ".join(str(exc.orig).split())  # one line: drivers' messages may carry an indented hint
+        _fail(f"cannot read the audit trail in {redact_url(url)}: {why}", CANNOT_CHECK)
     finally:
-        store.close()
+        if store is not None:
+            store.close()
 
 
 @audit_app.command("verify")
@@ -66,10 +80,16 @@ def audit_verify(
     db: DbOption = None,
     config: ConfigOption = None,
 ) -> None:
-    """Check the whole trail: contiguous indices, hash links, hashes and signatures. Exit 0 if intact, 1 naming
-    the first bad entry (modified, missing, inserted or bad signature). Entries cut off the end of the trail
-    cannot be detected."""
-    from bzzz_console.audit import verify
+    """Check the whole trail: contiguous indices, hash links, hashes and signatures, then that it still holds
+    the head this node last signed in its checkpoint (beside the node key), so entries cut off the end, or all
+    of them, are found missing.
+
+    Exit codes: 0 intact; 1 tampered — names the first bad entry (modified, missing, inserted, duplicate, bad
+    signature), the missing entries of a trail shorter than its checkpoint, or a checkpoint that does not
+    verify; 2 cannot check — no database, a corrupt or unreadable one, or bad options or settings (one line on
+    stderr)."""
+    from bzzz_console.audit_checkpoint import CheckpointError, Checkpoints
+    from bzzz_console.audit_verify import VerifyResult, verify
     from bzzz_console.cli import _errors, _fail, _settings
     from bzzz_console.nodekey import load_node_key, public_key_from_hex, public_key_hex
 
@@ -80,20 +100,31 @@ def audit_verify(
             try:
                 pinned.append(public_key_hex(public_key_from_hex(value)))
             except ValueError as exc:
-                _fail(f"--key: {exc}", 2)
+                _fail(f"--key: {exc}", CANNOT_CHECK)
         node_key = load_node_key(settings)
-        if not pinned and not any_signer and node_key is not None:
-            # By default only this node's key is trusted: a trail re-chained and re-signed by another key fails.
-            pinned.append(public_key_hex(node_key))
-        with _reading(settings.database_url()) as store:
-            result = verify(store, node_key, pinned=pinned)
         own = public_key_hex(node_key) if node_key is not None else None
+        if not pinned and not any_signer and own is not None:
+            # By default only this node's key is trusted: a trail re-chained and re-signed by another key fails.
+            pinned.append(own)
+        with _reading(settings.database_url()) as store:
+            book = Checkpoints.for_store(settings.resolved_data_dir(), store)
+            try:
+                checkpoint = book.read(own) if book is not None else None
+            except CheckpointError as exc:
+                result = VerifyResult(False, 0, reason="bad checkpoint", detail=str(exc))
+            else:
+                result = verify(store, node_key, pinned=pinned, checkpoint=checkpoint)
+                if checkpoint is None and result.ok:
+                    result = replace(
+                        result,
+                        note="no checkpoint of this database on this node: a cut-off end would not show",
+                    )
         if as_json:
-            sys.stdout.write(json.dumps({**result.to_dict(), "node_key": own}, indent=2) + "\n")
+            path = str(book.path) if book is not None else None
+            report = {**result.to_dict(), "node_key": own, "checkpoint_file": path}
+            sys.stdout.write(json.dumps(report, indent=2) + "\n")
         else:
-            from bzzz_console.domain.text import inert
-
-            typer.echo(inert(result.message()))  # it may quote authors and types from the trail
+            typer.echo(result.message())
             if result.signers and (len(result.signers) > 1 or own not in result.signers):
                 typer.echo(
                     "signed by: "
@@ -102,7 +133,7 @@ def audit_verify(
                         for signer, count in sorted(result.signers.items(), key=lambda kv: -kv[1])
                     )
                 )
-    raise typer.Exit(0 if result.ok else 1)
+    raise typer.Exit(INTACT if result.ok else TAMPERED)
 
 
 @audit_app.command("show")

@@ -34,6 +34,7 @@ from bzzz_console.audit import (
     sign,
     verify,
 )
+from bzzz_console.audit_checkpoint import Checkpoints, make_checkpoint
 from bzzz_console.config import Settings
 from bzzz_console.domain import events as ev
 from bzzz_console.nodekey import (
@@ -171,12 +172,15 @@ def test_demo_runs_write_one_signed_chain(demo: Demo) -> None:
 def test_audit_verify_accepts_the_intact_trail(demo: Demo) -> None:
     done = audit_verify(demo, demo.db)
     assert done.returncode == 0, done.stderr
-    assert done.stdout.splitlines() == [f"intact: {demo.entries} entries"]  # signed by this node only
+    [line] = done.stdout.splitlines()  # signed by this node only
+    assert line.startswith(f"intact: {demo.entries} entries (checkpoint of ")
+    assert line.endswith(f": #{demo.entries - 1} matches)")
     done = audit_verify_in_process(demo, demo.db, "--json", "--key", demo.public_key)
     assert done.returncode == 0, done.stderr
     report = json.loads(done.stdout)
     assert (report["ok"], report["checked"], report["first_bad_index"]) == (True, demo.entries, None)
     assert report["node_key"] == demo.public_key
+    assert (report["checkpoint"]["size"], report["checkpoint"]["signer"]) == (demo.entries, demo.public_key)
 
 
 # -- tampering -----------------------------------------------------------------------------------------------
@@ -335,7 +339,7 @@ def test_a_foreign_signer_fails_by_default_and_verifies_when_trusted(demo: Demo,
     done = audit_verify_in_process(demo, db, "--any-signer")
     assert done.returncode == 0, done.stderr
     first, second = done.stdout.splitlines()
-    assert first == f"intact: {demo.entries + 1} entries"
+    assert first.startswith(f"intact: {demo.entries + 1} entries (no checkpoint of this database")
     assert f"{demo.public_key[:16]}… (this node) {demo.entries}" in second
     assert second.endswith(" 1")
 
@@ -353,6 +357,265 @@ def test_verify_in_process_reports_what_and_where(demo: Demo, tmp_path: Path) ->
         store.close()
     assert (result.ok, result.first_bad_index, result.reason, result.checked) == (False, 3, "modified", 3)
     assert result.message().startswith("entry #3: modified (")
+
+
+# -- checkpoints: a cut-off end, duplicates, a broken database -------------------------------------------------
+def checkpoint_for(demo: Demo, db: Path) -> Checkpoints:
+    """The checkpoint file a copy of the demo database is held to (the node key keeps one per database)."""
+    store = Store.open(f"sqlite:///{db}", migrate=False)
+    try:
+        book = Checkpoints.for_store(demo.data_dir, store)
+    finally:
+        store.close()
+    assert book is not None
+    return book
+
+
+def copy_with_checkpoint(demo: Demo, db: Path) -> Path:
+    """A copy of the demo database together with its checkpoint, re-signed by the node for the copy's location,
+    as if the demo runs had written the copy."""
+    sqlite_copy(demo.db, db)
+    original = checkpoint_for(demo, demo.db).read(demo.public_key)
+    assert original is not None
+    key = load_node_key(Settings.model_validate({"data_dir": str(demo.data_dir)}))
+    assert key is not None
+    book = checkpoint_for(demo, db)
+    book.folder.mkdir(mode=0o700, exist_ok=True)
+    book._write(make_checkpoint(key, book.database, original.size, original.head))
+    return db
+
+
+def test_every_append_moves_a_private_signed_checkpoint(demo: Demo) -> None:
+    book = checkpoint_for(demo, demo.db)
+    checkpoint = book.read(demo.public_key)
+    store = Store.open(f"sqlite:///{demo.db}", migrate=False)
+    try:
+        last = read_entries(store, last=1)[0]
+    finally:
+        store.close()
+    assert checkpoint is not None
+    assert (checkpoint.size, checkpoint.head) == (demo.entries, last.hash)
+    assert book.path.parent == demo.data_dir / "audit-checkpoints"
+    assert stat.S_IMODE(book.path.stat().st_mode) == 0o600
+    assert stat.S_IMODE(book.path.parent.stat().st_mode) == 0o700
+    assert stat.S_IMODE(book.path.with_suffix(".lock").stat().st_mode) == 0o600
+    assert sorted(p.suffix for p in book.path.parent.iterdir()) == [".json", ".lock"]  # no temporary files
+    assert str(demo.db) not in book.path.read_text()  # names the database by a hash of where it is
+
+
+def test_entries_cut_off_the_end_or_all_of_them_are_missing(demo: Demo, tmp_path: Path) -> None:
+    n = demo.entries
+    cases = {
+        "last 4": (
+            f"DELETE FROM audit WHERE idx >= {n - 4}",
+            f"entries #{n - 4}–#{n - 1} are missing: the trail ends at #{n - 5} but the checkpoint of ",
+        ),
+        "last one": (f"DELETE FROM audit WHERE idx = {n - 1}", f"entry #{n - 1} is missing: "),
+        "all": ("DELETE FROM audit", f"entries #0–#{n - 1} are missing: the trail is empty but "),
+    }
+    for i, (name, (statement, expected)) in enumerate(cases.items()):
+        db = copy_with_checkpoint(demo, tmp_path / f"cut{i}.db")
+        with sqlite3.connect(db) as conn:
+            conn.execute(statement)
+        conn.close()
+        done = audit_verify(demo, db) if name == "last 4" else audit_verify_in_process(demo, db)
+        assert done.returncode == 1, (name, done.stdout, done.stderr)
+        [line] = done.stdout.splitlines()
+        assert line.startswith(expected), (name, line)
+        assert line.endswith(f" UTC signed #{n - 1}"), (name, line)
+    # the same cut without the checkpoint file is a shorter chain that verifies: the file is what tells
+    checkpoint_for(demo, tmp_path / "cut0.db").path.unlink()
+    alone = audit_verify_in_process(demo, tmp_path / "cut0.db")
+    assert alone.returncode == 0 and "no checkpoint of this database" in alone.stdout
+
+
+def test_a_trail_cut_and_written_again_keeps_its_checkpoint_and_fails(tmp_path: Path) -> None:
+    """Rows deleted, then the node appends again (past the old head): the checkpoint is not moved over the
+    gap, the writer says so, and verify names the entry the checkpoint signed."""
+    from bzzz_console.cli import app
+
+    settings = Settings()  # the XDG data dir of this test, where the CLI looks
+    key = load_or_create_node_key(settings)
+    url = f"sqlite:///{tmp_path / 'cut.db'}"
+    store = Store.open(url)
+    book = Checkpoints.for_store(settings.resolved_data_dir(), store)
+    assert book is not None
+    try:
+        for n in range(4):
+            drafts = [Draft(datetime.now(UTC), "a", "test", {"n": n, "k": k}) for k in range(4)]
+            append_entries(store, key, drafts, book)
+        written = book.read(public_key_hex(key))
+        assert book.problem is None and written is not None and written.size == 16
+        with store.engine.begin() as conn:
+            conn.exec_driver_sql("DELETE FROM audit WHERE idx >= 12")
+        append_entries(
+            store, key, [Draft(datetime.now(UTC), "a", "test", {"again": k}) for k in range(6)], book
+        )
+        assert book.problem and "no longer holds entry #15" in book.problem
+        kept = book.read(public_key_hex(key))
+        assert kept is not None and kept.size == 16  # the evidence stays
+        assert len(read_entries(store)) == 18
+    finally:
+        store.close()
+    done = CliRunner().invoke(app, ["audit", "verify", "--db", url])
+    assert done.exit_code == 1
+    assert done.stdout.startswith("entry #15: replaced (it is not the entry the checkpoint of ")
+
+
+async def test_the_runtime_writer_reports_a_cut_trail(tmp_path: Path) -> None:
+    class FakeRuntime:
+        def __init__(self) -> None:
+            from bzzz_console.runtime.bus import EventBus
+
+            self.settings = Settings.model_validate({"data_dir": str(tmp_path / "data")})
+            self.bus = EventBus()
+            self.node_id = "node-a"
+            self.store = Store.open(f"sqlite:///{tmp_path / 'w.db'}")
+            self.errors: list[ev.Event] = []
+
+        def publish(self, event: ev.Event) -> None:
+            self.errors.append(event)
+
+    rt = FakeRuntime()
+    writer = AuditWriter(rt)  # type: ignore[arg-type]
+    writer.start()
+
+    def warnings(n: int) -> list[ev.Event]:  # each its own time, so a rewritten entry differs from the first
+        return [
+            ev.BudgetWarning(scope="global", key="*", share=0.8, spent_usd=4.0, limit_usd=5.0)
+            for _ in range(n)
+        ]
+
+    writer.take(warnings(3))
+    with rt.store.engine.begin() as conn:
+        conn.exec_driver_sql("DELETE FROM audit")
+    writer.take(warnings(4))
+    writer.take(warnings(1))
+    rt.bus.close()
+    await writer.stop()
+    rt.store.close()
+    assert [(e.kind, e.where) for e in rt.errors] == [("error", "audit trail")]  # type: ignore[attr-defined]
+    assert "no longer holds entry #2" in rt.errors[0].message  # type: ignore[attr-defined]
+
+
+def test_a_tampered_checkpoint_fails(demo: Demo, tmp_path: Path) -> None:
+    def edit(raw: dict[str, Any]) -> None:
+        raw["size"] -= 4  # would let the last 4 entries go unnoticed
+
+    def other_key(raw: dict[str, Any]) -> None:
+        forged = make_checkpoint(Ed25519PrivateKey.generate(), raw["database"], 1, raw["head"])
+        raw.update(forged.to_dict())
+
+    cases: dict[str, tuple[Callable[[dict[str, Any]], None] | str, str]] = {
+        "edited": (edit, "the signature does not match its content"),
+        "signed by another key": (other_key, "not by this node's key"),
+        "garbage": ("{not json", "is malformed"),
+        "wrong database": (lambda raw: raw.update(database="0" * 32), "names another database"),
+    }
+    for i, (name, (tamper, expected)) in enumerate(cases.items()):
+        db = copy_with_checkpoint(demo, tmp_path / f"cp{i}.db")
+        path = checkpoint_for(demo, db).path
+        if isinstance(tamper, str):
+            path.write_text(tamper)
+        else:
+            raw = json.loads(path.read_text())
+            tamper(raw)
+            path.write_text(json.dumps(raw))
+        done = audit_verify(demo, db) if i == 0 else audit_verify_in_process(demo, db)
+        assert done.returncode == 1, (name, done.stdout, done.stderr)
+        assert done.stdout.startswith(f"checkpoint: {path}"), (name, done.stdout)
+        assert expected in done.stdout, (name, done.stdout)
+
+
+def duplicate(conn: sqlite3.Connection, k: int) -> None:
+    """A verbatim copy of entry k appended after the last one (only the index differs: it is the key)."""
+    conn.execute(
+        "INSERT INTO audit SELECT (SELECT max(idx) + 1 FROM audit), at, author, type, data, hash, prev_hash, "
+        "signature FROM audit WHERE idx = ?",
+        (k,),
+    )
+
+
+def duplicate_in_place(conn: sqlite3.Connection, k: int) -> None:
+    """A verbatim copy of entry k right after it, the rest renumbered to make room."""
+    conn.execute("UPDATE audit SET idx = -idx - 2 WHERE idx > ?", (k,))
+    conn.execute("UPDATE audit SET idx = -idx WHERE idx < 0")
+    conn.execute(
+        "INSERT INTO audit SELECT ?, at, author, type, data, hash, prev_hash, signature FROM audit WHERE idx = ?",
+        (k + 1, k),
+    )
+
+
+def test_a_duplicate_is_named_as_the_copy(demo: Demo, tmp_path: Path) -> None:
+    n, k = demo.entries, demo.entries // 2
+    cases: dict[str, tuple[Callable[[sqlite3.Connection], None], str]] = {
+        "appended": (lambda c: duplicate(c, k), f"entry #{n}: duplicate (a verbatim copy of entry #{k})"),
+        "first entry": (lambda c: duplicate(c, 0), f"entry #{n}: duplicate (a verbatim copy of entry #0)"),
+        "in place": (
+            lambda c: duplicate_in_place(c, k),
+            f"entry #{k + 1}: duplicate (a verbatim copy of entry #{k})",
+        ),
+    }
+    for i, (name, (tamper, expected)) in enumerate(cases.items()):
+        db = sqlite_copy(demo.db, tmp_path / f"dup{i}.db")
+        with sqlite3.connect(db) as conn:
+            tamper(conn)
+        conn.close()
+        done = audit_verify(demo, db) if i == 0 else audit_verify_in_process(demo, db)
+        assert done.returncode == 1, (name, done.stdout, done.stderr)
+        assert done.stdout.splitlines() == [expected], name
+
+
+def test_a_copy_of_an_entry_long_gone_by_is_found(store: Store) -> None:
+    """Past the entries verification remembers, a suspect entry's hash is looked up in the database."""
+    key = Ed25519PrivateKey.generate()
+    append_entries(store, key, [Draft(datetime.now(UTC), "a", "t", {"k": k}) for k in range(300)])
+    from sqlalchemy import insert as sql_insert
+
+    from bzzz_console.audit_chain import audit_table
+
+    first = read_entries(store)[1]
+    with store.engine.begin() as conn:
+        conn.execute(sql_insert(audit_table()), [{**first.to_dict(), "idx": 300, "at": first.at}])
+    result = verify(store, key)
+    assert (result.ok, result.first_bad_index, result.reason) == (False, 300, "duplicate")
+    assert result.detail == "a verbatim copy of entry #1"
+
+
+def test_a_database_that_cannot_be_read_is_one_line_and_exit_2(demo: Demo, tmp_path: Path) -> None:
+    from bzzz_console.cli import app
+
+    garbage = tmp_path / "garbage.db"
+    garbage.write_bytes(os.urandom(64 * 1024))
+    empty = tmp_path / "empty.db"
+    sqlite3.connect(empty).close()  # a real SQLite file, but no audit trail in it
+    cases = {
+        garbage: "cannot read the audit trail in ",
+        empty: "no such table: audit",
+        tmp_path / "typo.db": f"no database at {tmp_path / 'typo.db'}",
+    }
+    for db, expected in cases.items():
+        done = audit_verify(demo, db) if db == garbage else audit_verify_in_process(demo, db)
+        assert done.returncode == 2, (db, done.stdout, done.stderr)
+        assert done.stdout == ""
+        [line] = done.stderr.splitlines()
+        assert line.startswith("bzzz-console: error: ") and expected in line, line
+    assert not (tmp_path / "typo.db").exists()
+    shown = CliRunner().invoke(
+        app,
+        ["audit", "show", "--db", f"sqlite:///{garbage}"],
+        env={k: demo.env[k] for k in ("XDG_DATA_HOME", "XDG_CONFIG_HOME")},
+    )
+    assert shown.exit_code == 2 and "Traceback" not in shown.output
+
+
+def test_verify_help_documents_the_exit_codes() -> None:
+    from bzzz_console.cli import app
+
+    text = " ".join(
+        CliRunner().invoke(app, ["audit", "verify", "--help"], env={"COLUMNS": "200"}).output.split()
+    )
+    assert "Exit codes: 0 intact; 1 tampered" in text and "2 cannot check" in text
 
 
 # -- writers -------------------------------------------------------------------------------------------------
@@ -394,6 +657,40 @@ def test_racing_writers_keep_one_chain(store_url: str) -> None:
     assert set(result.signers) == {public_key_hex(k) for k in keys}
     batches = [tuple(e.data["k"] for e in entries[i : i + 3]) for i in range(0, 240, 3)]
     assert all(b == (0, 1, 2) for b in batches)  # a batch is one transaction: never interleaved
+
+
+def test_two_writers_of_one_node_keep_one_checkpoint(store_url: str, tmp_path: Path) -> None:
+    """The console and a CLI command (two stores, two checkpoint handles: two processes' worth) append at once:
+    the checkpoint only moves forward, ends at the real head, and the trail verifies against it."""
+    key = Ed25519PrivateKey.generate()
+    stores = [Store.open(store_url), Store.open(store_url)]
+    books = [Checkpoints.for_store(tmp_path / "data", s) for s in stores]
+    start = threading.Barrier(2)
+
+    def write(i: int) -> None:
+        start.wait()
+        for n in range(30):
+            drafts = [Draft(datetime.now(UTC), f"writer-{i}", "test", {"n": n, "k": k}) for k in range(2)]
+            append_entries(stores[i], key, drafts, books[i])
+
+    try:
+        threads = [threading.Thread(target=write, args=(i,)) for i in range(2)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(30)
+        book = books[0]
+        assert book is not None and books[1] is not None
+        checkpoint = book.read(public_key_hex(key))
+        result = verify(stores[0], key, checkpoint=checkpoint)
+        last = read_entries(stores[0], last=1)[0]
+    finally:
+        for s in stores:
+            s.close()
+    assert book.path == books[1].path and book.problem is None and books[1].problem is None
+    assert checkpoint is not None and (checkpoint.size, checkpoint.head) == (120, last.hash)
+    assert result.ok and result.checked == 120, result
+    assert result.message().endswith("#119 matches)")
 
 
 def test_entries_round_trip_on_both_backends(store: Store) -> None:
@@ -524,7 +821,9 @@ def test_cli_reports_a_bad_node_key_in_one_line(tmp_path: Path) -> None:
 
 # -- escalations answered from the CLI -------------------------------------------------------------------------
 def test_cli_decision_is_audited(demo: Demo, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The decision's entry names the OS user who made it, and moves this node's checkpoint to it."""
     from bzzz_console.cli import app
+    from bzzz_console.domain.principals import os_user
 
     db = sqlite_copy(demo.db, tmp_path / "answer.db")
     shutil.copytree(demo.data_dir, Settings().resolved_data_dir(), dirs_exist_ok=True)
@@ -542,9 +841,14 @@ def test_cli_decision_is_audited(demo: Demo, tmp_path: Path, monkeypatch: pytest
         result = verify(store, demo.public_key, pinned=[demo.public_key])
     finally:
         store.close()
-    assert (last.idx, last.type, last.author) == (demo.entries, "escalation_decided", "operator")
+    assert (last.idx, last.type, last.author) == (demo.entries, "escalation_decided", os_user())
     assert last.data["escalation_id"] == waiting.id and last.data["decision"]["kind"] == "approve"
     assert result.ok and result.checked == demo.entries + 1
+    opened = Store.open(url, migrate=False)
+    book = Checkpoints.for_store(Settings().resolved_data_dir(), opened)
+    opened.close()
+    checkpoint = book.read(demo.public_key) if book is not None else None
+    assert checkpoint is not None and (checkpoint.size, checkpoint.head) == (demo.entries + 1, last.hash)
 
 
 # -- retention ---------------------------------------------------------------------------------------------
