@@ -763,10 +763,12 @@ async def test_subscribe_filters_one_thread_and_is_read_with_get(settings: Setti
 
 
 class _Receiver:
-    """A webhook receiver on 127.0.0.1 in a thread: answers with the next status of ``statuses`` (then 200)."""
+    """A webhook receiver on 127.0.0.1 in a thread: answers with the next status of ``statuses`` (then 200), and
+    keeps each delivery's raw body and headers."""
 
     def __init__(self, statuses: list[int] | None = None) -> None:
         self.bodies: list[dict[str, Any]] = []
+        self.deliveries: list[tuple[bytes, dict[str, str]]] = []
         self.attempts = 0
         self.statuses = list(statuses or [])
         receiver = self
@@ -778,6 +780,7 @@ class _Receiver:
                 status = receiver.statuses.pop(0) if receiver.statuses else 200
                 if status == 200:
                     receiver.bodies.append(json.loads(body))
+                    receiver.deliveries.append((body, {k.lower(): v for k, v in self.headers.items()}))
                 self.send_response(status)
                 self.send_header("content-length", "0")
                 self.end_headers()
@@ -786,7 +789,8 @@ class _Receiver:
                 pass
 
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/hook"
+        self.port = int(self.server.server_address[1])
+        self.url = f"http://127.0.0.1:{self.port}/hook"
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
 
     def __enter__(self) -> _Receiver:
@@ -798,10 +802,24 @@ class _Receiver:
         self.server.server_close()
 
 
-async def test_webhook_gets_events_with_retries_and_only_allow_listed_hosts(settings: Settings) -> None:
-    async with node(settings) as (rt, client):
-        await ok(client, "bzzz_announce", {"agent_id": "ext-1", "role": "reviewer"})
-        with _Receiver(statuses=[503]) as receiver:
+def receiver_accepts(secret: str, body: bytes, headers: dict[str, str], now: float | None = None) -> bool:
+    """What the README tells a receiver to do: recompute the HMAC over "<timestamp>.<body>" (the raw bytes),
+    compare in constant time, and refuse a timestamp more than five minutes old (a replay)."""
+    import hashlib
+    import hmac
+
+    timestamp = headers.get("x-bzzz-timestamp", "")
+    if not timestamp.isdigit() or abs((now or time.time()) - int(timestamp)) > 300:
+        return False
+    expected = hmac.new(secret.encode(), f"{timestamp}.".encode() + body, hashlib.sha256).hexdigest()
+    return hmac.compare_digest(headers.get("x-bzzz-signature", ""), f"v1={expected}")
+
+
+async def test_webhook_deliveries_are_signed_with_a_secret_shown_once(tmp_path: Path) -> None:
+    with _Receiver(statuses=[503]) as receiver:
+        settings = _settings(tmp_path, mcp={"webhook_hosts": [f"127.0.0.1:{receiver.port}"]})
+        async with node(settings) as (rt, client):
+            await ok(client, "bzzz_announce", {"agent_id": "ext-1", "role": "reviewer"})
             sub = await ok(
                 client,
                 "bzzz_subscribe",
@@ -811,7 +829,9 @@ async def test_webhook_gets_events_with_retries_and_only_allow_listed_hosts(sett
                     "agent_id": "ext-1",
                 },
             )
-            assert sub["webhook"] == receiver.url
+            secret = sub["webhook_secret"]
+            assert sub["webhook"] == receiver.url and len(secret) >= 43  # token_urlsafe(32)
+            assert "X-Bzzz-Signature" in sub["webhook_signature"]
             thread = await ok(
                 client,
                 "bzzz_thread",
@@ -834,39 +854,103 @@ async def test_webhook_gets_events_with_retries_and_only_allow_listed_hosts(sett
             state = await ok(client, "bzzz_get", {"address": sub["address"], "max_history": 0})
             assert state["webhook_delivered"] >= 2 and state["webhook_failed"] == 0
             assert {e["kind"] for e in state["events"]} == {"thread_created", "message_posted"}  # also queued
+            # the secret was shown once: not by bzzz_get, not in the subscription's repr (what a log would show)
+            assert secret not in json.dumps(state) and secret not in repr(subscription)
+            second = await ok(client, "bzzz_subscribe", {"event_types": [], "callback_webhook": receiver.url})
+            assert second["webhook_secret"] != secret  # one secret per subscription
 
-        before = set(rt.subscriptions.by_id)
-        # refused before any request is made: the host is not on mcp.webhook_hosts (nothing is sent to it)
+    for body, headers in receiver.deliveries:
+        assert headers["content-type"] == "application/json"
+        assert receiver_accepts(secret, body, headers)
+        assert not receiver_accepts(secret + "x", body, headers)  # a wrong secret fails
+        assert not receiver_accepts(secret, body + b" ", headers)  # so does a changed body
+        assert not receiver_accepts(secret, body, headers, now=time.time() + 301)  # and a replay, later
+    stamps = [int(h["x-bzzz-timestamp"]) for _, h in receiver.deliveries]
+    assert all(abs(time.time() - t) < 60 for t in stamps)
+
+
+async def test_webhooks_go_only_to_listed_host_ports(tmp_path: Path) -> None:
+    port = free_port()
+    listed = _settings(tmp_path, mcp={"webhook_hosts": [f"127.0.0.1:{port}", "[::1]:9000"]})
+    async with node(listed) as (rt, client):
+        refused = {
+            "http://127.0.0.1:22/": f"127.0.0.1:22 is not on the allow-list (mcp.webhook_hosts = ['127.0.0.1:{port}', '[::1]:9000']); to allow it, add \"127.0.0.1:22\"",
+            "http://127.0.0.1/hook": "127.0.0.1:80 is not on the allow-list",  # the scheme's port
+            "https://127.0.0.1/hook": "127.0.0.1:443 is not on the allow-list",
+            f"http://localhost:{port}/hook": f"localhost:{port} is not on the allow-list",  # host:port, exactly
+            "http://10.0.0.1:8080/hook": "10.0.0.1:8080 is not on the allow-list",
+            f"http://127.0.0.1.evil.example:{port}/hook": "is not on the allow-list",
+            "http://[::1]:9001/": "[::1]:9001 is not on the allow-list",
+            f"http://127.0.0.1:{port}@evil.example/": "evil.example:80 is not on the allow-list",
+            "http://127.0.0.1:99999/": "has an invalid port",
+            "file:///etc/passwd": "not an http(s) URL",
+        }
+        for url, expected in refused.items():
+            text = await error(client, "bzzz_subscribe", {"event_types": [], "callback_webhook": url})
+            assert text.startswith("callback_webhook: ") or "callback_webhook: " in text, text
+            assert expected in text, (url, text)
+        accepted = [f"http://127.0.0.1:{port}/hook", "http://[0:0::1]:9000/x"]  # IPv6 however it is written
+        for url in accepted:
+            assert (await ok(client, "bzzz_subscribe", {"event_types": [], "callback_webhook": url}))[
+                "webhook"
+            ]
+        assert len(rt.subscriptions.by_id) == len(accepted)
+    # the default: no webhooks at all, and the error says how to allow one
+    async with node(_settings(tmp_path / "default")) as (rt, client):
         text = await error(
-            client,
-            "bzzz_subscribe",
-            {"event_types": ["message_posted"], "callback_webhook": "http://10.0.0.1:8080/hook"},
+            client, "bzzz_subscribe", {"event_types": [], "callback_webhook": "http://127.0.0.1:8080/hook"}
         )
         assert (
-            "callback_webhook: host '10.0.0.1' is not on the allow-list" in text
-            and "mcp.webhook_hosts" in text
+            'webhooks are off (mcp.webhook_hosts is empty); to allow this one, set mcp.webhook_hosts = ["127.0.0.1:8080"]'
+            in text
         )
-        text = await error(
-            client,
-            "bzzz_subscribe",
-            {"event_types": [], "callback_webhook": "http://127.0.0.1.evil.example/hook"},
-        )
-        assert "not on the allow-list" in text
-        text = await error(
-            client, "bzzz_subscribe", {"event_types": [], "callback_webhook": "file:///etc/passwd"}
-        )
-        assert "callback_webhook" in text and "not an http(s) URL" in text
-        assert set(rt.subscriptions.by_id) == before
-
-
-async def test_webhook_allow_list_comes_from_the_settings(tmp_path: Path) -> None:
-    settings = _settings(tmp_path, mcp={"webhook_hosts": ["hooks.internal"]})
-    async with node(settings) as (rt, client):
-        text = await error(
-            client, "bzzz_subscribe", {"event_types": [], "callback_webhook": "http://127.0.0.1:9/hook"}
-        )
-        assert "host '127.0.0.1' is not on the allow-list" in text and "hooks.internal" in text
         assert not rt.subscriptions.by_id
+
+
+async def test_the_mcp_server_itself_is_never_a_webhook_target(tmp_path: Path) -> None:
+    from bzzz_console.runtime.subscriptions import resolves_locally
+
+    port = free_port()
+    hosts = [f"127.0.0.1:{port}", f"localhost:{port}", f"[::1]:{port}", f"0.0.0.0:{port}"]
+    settings = _settings(tmp_path, mcp={"webhook_hosts": hosts})
+    async with Runtime(settings, force_demo=True) as rt:
+        server = HttpServer(rt, port, book(settings), readonly=False)
+        await server.start()
+        try:
+            async with Client(build_server(rt)) as client:
+                for host in ("127.0.0.1", "localhost", "[::1]", "0.0.0.0"):
+                    text = await error(
+                        client,
+                        "bzzz_subscribe",
+                        {"event_types": [], "callback_webhook": f"http://{host}:{port}/mcp"},
+                    )
+                    assert f":{port} is this node's own MCP server" in text, text
+            assert not rt.subscriptions.by_id
+        finally:
+            await server.stop()
+    # a name that resolves here is looked up (only for the server's port)
+    assert await resolves_locally(f"http://localhost:{port}/", {port})
+    assert not await resolves_locally(f"http://localhost:{port + 1}/", {port})
+
+
+def test_webhook_hosts_must_be_host_port(tmp_path: Path) -> None:
+    from bzzz_console.config import ConfigError, load_settings
+
+    config = tmp_path / "config.toml"
+    for bad in ('["127.0.0.1"]', '["::1:9000"]', '["hooks.example:0"]', '["http://hooks.example:443"]'):
+        config.write_text(f"[mcp]\nwebhook_hosts = {bad}\n")
+        with pytest.raises(ConfigError) as caught:
+            load_settings(config, environ={})
+        message = str(caught.value)
+        assert f"key 'mcp.webhook_hosts' in config file {config}" in message, message
+        assert "expected host:port entries such as '127.0.0.1:8080'" in message
+    config.write_text('[mcp]\nwebhook_hosts = ["Hooks.Example:443", "[0:0::1]:9000", " 127.0.0.1:8080 "]\n')
+    assert load_settings(config, environ={}).mcp.webhook_hosts == [
+        "hooks.example:443",
+        "[::1]:9000",
+        "127.0.0.1:8080",
+    ]
+    assert Settings().mcp.webhook_hosts == []  # off unless allowed
 
 
 # -- escalations and decisions ----------------------------------------------------------------------------

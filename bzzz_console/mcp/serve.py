@@ -89,6 +89,7 @@ class HttpServer:
         )
         self.server = Server(config)
         self.port = port
+        rt.subscriptions.own_ports.add(port)  # a webhook must never POST to the MCP server itself
         self._task: asyncio.Task[None] | None = None
 
     async def start(self) -> None:

@@ -83,7 +83,11 @@ class SubscribeArgs(ToolArgs):
         description="Event kinds, e.g. message_posted, escalation_raised; [] = all"
     )
     filter_address: str | None = Field(None, description="Only events about what this address matches")
-    callback_webhook: str | None = Field(None, description="Also POST each event here (host must be allowed)")
+    callback_webhook: str | None = Field(
+        None,
+        description="Also POST each event here, signed with a secret returned once (its host:port must be "
+        "on the node's mcp.webhook_hosts)",
+    )
     agent_id: str | None = Field(None, description=AS_AGENT)
 
 

@@ -136,7 +136,7 @@ def _summary(rt: Runtime, thread_id: str) -> dict[str, Any]:
 
 async def _subscribe(rt: Runtime, ctx: ToolContext, args: SubscribeArgs) -> ToolOutcome:
     from bzzz_console.domain.events import RuntimeEvent
-    from bzzz_console.runtime.subscriptions import check_webhook
+    from bzzz_console.runtime.subscriptions import SIGNATURE_HEADER, check_webhook, resolves_locally
 
     known = {t.__dataclass_fields__["kind"].default for t in RuntimeEvent.__args__}
     unknown = sorted(set(args.event_types) - known)
@@ -144,23 +144,30 @@ async def _subscribe(rt: Runtime, ctx: ToolContext, args: SubscribeArgs) -> Tool
         raise ToolError(f"event_types: unknown {', '.join(unknown)}; known: {', '.join(sorted(known))}")
     address = parse_address(args.filter_address, "filter_address") if args.filter_address else None
     webhook = None
+    own = rt.subscriptions.own_ports
     if args.callback_webhook:
         try:
-            webhook = check_webhook(args.callback_webhook, rt.settings.mcp.webhook_hosts)
+            webhook = check_webhook(args.callback_webhook, rt.settings.mcp.webhook_hosts, own)
         except ValueError as exc:
             raise ToolError(str(exc)) from None
+        if await resolves_locally(webhook, own):
+            raise ToolError(f"callback_webhook: {webhook!r} resolves to this node's own MCP server")
     sub = rt.subscriptions.add(args.agent_id or ctx.agent_id, args.event_types, address, webhook)
-    return ToolOutcome(
-        {
-            "status": "subscribed",
-            "subscription_id": sub.id,
-            "address": sub.address,
-            "event_types": sorted(sub.event_types) or ["*"],
-            "webhook": webhook,
-            "read_with": f'bzzz_get {{"address": "{sub.address}"}}',
-        },
-        ok=True,
-    )
+    result: dict[str, Any] = {
+        "status": "subscribed",
+        "subscription_id": sub.id,
+        "address": sub.address,
+        "event_types": sorted(sub.event_types) or ["*"],
+        "webhook": webhook,
+        "read_with": f'bzzz_get {{"address": "{sub.address}"}}',
+    }
+    if sub.secret is not None:  # shown here once: bzzz_get never returns it, nothing logs or stores it
+        result["webhook_secret"] = sub.secret
+        result["webhook_signature"] = (
+            f"{SIGNATURE_HEADER}: v1=hex(HMAC-SHA256(webhook_secret, X-Bzzz-Timestamp + '.' + body)); "
+            "refuse timestamps older than 5 minutes"
+        )
+    return ToolOutcome(result, ok=True)
 
 
 async def _escalations(rt: Runtime, ctx: ToolContext, args: EscalationsArgs) -> ToolOutcome:
