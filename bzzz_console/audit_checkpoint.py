@@ -18,11 +18,12 @@ nodes sharing a PostgreSQL database each keep their own in their own data dir), 
 ``<data dir>/audit-checkpoints/<database>.json`` (0600, folder 0700), beside the node key, so deleting rows from
 the database does not delete it.
 
-Every writer of the trail on this node (the console's runtime, a CLI ``escalations answer``) moves it forward
-after each append it committed. Writers may race, across processes: the update holds an exclusive ``flock`` on
-a lock file beside it and replaces the file atomically; a checkpoint only moves forward, and only when the
-trail still holds the head it names. A trail found cut or rewritten keeps its old checkpoint as evidence — a
-newer one never papers over it — and the writer reports it.
+Every writer of the trail on this node moves it forward after appending: a CLI ``escalations answer`` at once,
+the runtime (console, headless, MCP) at most half a second after its last append and when it stops — entries
+newer than the checkpoint are vouched for by the next one, never by an older. Writers may race, across
+processes: the update holds an exclusive ``flock`` on a lock file beside it and replaces the file atomically; a
+checkpoint only moves forward, and only when the trail still holds the head it names. A trail found cut or
+rewritten keeps its old checkpoint as evidence — a newer one never papers over it — and the writer reports it.
 
 What it does not protect against: whoever can write the data dir holds the node key and can sign any
 checkpoint. Copy the checkpoint elsewhere (``audit verify --json`` prints it) the way CT monitors keep heads.

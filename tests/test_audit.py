@@ -486,10 +486,19 @@ async def test_the_runtime_writer_reports_a_cut_trail(tmp_path: Path) -> None:
             for _ in range(n)
         ]
 
-    writer.take(warnings(3))
+    writer.checkpoint_interval_s = 0.01
+    book = Checkpoints.for_store(rt.settings.resolved_data_dir(), rt.store)
+    assert book is not None
+    writer.take(warnings(2))
+    writer.take(warnings(1))
+    assert not book.path.exists()  # batched: the checkpoint follows a moment later
+    await asyncio.sleep(0.1)
+    checkpoint = book.read(writer.signer)
+    assert checkpoint is not None and checkpoint.size == 3
     with rt.store.engine.begin() as conn:
         conn.exec_driver_sql("DELETE FROM audit")
     writer.take(warnings(4))
+    await asyncio.sleep(0.1)
     writer.take(warnings(1))
     rt.bus.close()
     await writer.stop()
@@ -861,7 +870,7 @@ def age(conn: sqlite3.Connection, days: int) -> None:
 
 
 def test_db_prune_keeps_what_is_in_play_and_the_trail(demo: Demo, tmp_path: Path) -> None:
-    db = sqlite_copy(demo.db, tmp_path / "prune.db")
+    db = copy_with_checkpoint(demo, tmp_path / "prune.db")
     url = f"sqlite:///{db}"
     with sqlite3.connect(db) as conn:
         age(conn, 40)
@@ -917,6 +926,7 @@ def test_db_prune_keeps_what_is_in_play_and_the_trail(demo: Demo, tmp_path: Path
     assert verified.returncode == 0 and verified.stdout.startswith(f"intact: {demo.entries} entries"), (
         verified.stdout
     )
+    assert verified.stdout.rstrip().endswith(f"#{demo.entries - 1} matches)")  # still the checkpointed trail
     # nothing left to prune: a second run deletes nothing
     again = runner.invoke(app, ["db", "prune", "--older-than", "30", "--yes", "--db", url])
     assert again.exit_code == 0 and "deleted 0 threads" in again.output
