@@ -140,19 +140,6 @@ class ConsoleSettings(_Section):
     """How long the console collects events before it repaints: high event rates cost one repaint per window."""
 
 
-def host_port(host: str, port: int) -> str:
-    """The allow-list spelling of an address (``mcp.webhook_hosts``): lower case, IPv6 in brackets and
-    compressed (``[::1]:9000``), so an entry and a webhook URL match however either was written."""
-    import ipaddress
-
-    host = host.lower().strip("[]")
-    try:
-        address = ipaddress.ip_address(host)
-    except ValueError:
-        return f"{host}:{port}"
-    return f"[{address.compressed}]:{port}" if address.version == 6 else f"{address.compressed}:{port}"
-
-
 class MCPSettings(_Section):
     webhook_hosts: list[str] = Field(default_factory=list)
     """host:port pairs that bzzz_subscribe may POST events to, e.g. ``["127.0.0.1:8080", "[::1]:9000",
@@ -164,23 +151,12 @@ class MCPSettings(_Section):
     @field_validator("webhook_hosts")
     @classmethod
     def _host_ports(cls, value: list[str]) -> list[str]:
-        """Each entry a host and a port, spelled the way webhook URLs are matched against it."""
-        checked = []
-        for entry in value:
-            text = entry.strip()
-            host, sep, port = text.rpartition(":")
-            bracketed = host.startswith("[") and host.endswith("]")
-            ok = bool(sep and host and port.isdigit() and 0 < int(port) < 65536)
-            ok = ok and (bracketed or ":" not in host) and not any(c in host for c in "/@?# ")
-            if not ok:
-                raise PydanticCustomError(
-                    "host_port",
-                    "expected host:port entries such as '127.0.0.1:8080', '[::1]:9000' or 'hooks.example:443' "
-                    "(IPv6 in brackets), got '{entry}'",
-                    {"entry": entry},
-                )
-            checked.append(host_port(host, int(port)))
-        return checked
+        from bzzz_console.domain.hosts import parse_host_port
+
+        try:
+            return [parse_host_port(entry) for entry in value]
+        except ValueError as exc:
+            raise PydanticCustomError("host_port", "{problem}", {"problem": str(exc)}) from None
 
 
 class StoreSettings(_Section):

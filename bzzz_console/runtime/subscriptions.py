@@ -16,7 +16,6 @@ import asyncio
 import contextlib
 import hashlib
 import hmac
-import ipaddress
 import json
 import secrets
 import time
@@ -26,9 +25,9 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
-from bzzz_console.config import host_port
 from bzzz_console.domain import events as ev
 from bzzz_console.domain.addresses import SemanticAddress
+from bzzz_console.domain.hosts import host_port, is_local
 from bzzz_console.store.repo import NotFound, new_id
 
 if TYPE_CHECKING:
@@ -188,18 +187,6 @@ def signed_headers(secret: str, body: bytes, now: float | None = None) -> dict[s
         TIMESTAMP_HEADER: timestamp,
         SIGNATURE_HEADER: signature(secret, timestamp, body),
     }
-
-
-def is_local(host: str) -> bool:
-    """A host that reaches this machine: loopback, "any" (0.0.0.0 connects to the local host), localhost."""
-    host = host.lower().strip("[]")
-    if host == "localhost" or host.endswith(".localhost"):
-        return True
-    try:
-        address = ipaddress.ip_address(host)
-    except ValueError:
-        return False
-    return address.is_loopback or address.is_unspecified
 
 
 def check_webhook(url: str, allowed: Collection[str], own_ports: Collection[int] = ()) -> str:
