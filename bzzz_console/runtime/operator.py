@@ -129,14 +129,13 @@ def decide(rt: Runtime, command: cmd.Decision, extra: dict[str, Any] | None = No
     from bzzz_console.runtime.decision_checks import runtime_view, validate
     from bzzz_console.runtime.decisions import DecisionError
 
-    validate_decision(command, rt.settings)
     mirror = rt.store.get_escalation(command.escalation_id or "")
     if mirror is not None and mirror.origin_peer:
         raise CommandError(
             f"escalation {mirror.id} was raised on node {mirror.origin_peer}, which decides it: answer it while "
             "this node is connected to the network ([p2p] enabled)"
         )
-    try:  # what apply would trip over is refused here, before anything is recorded
+    try:  # its form, and what apply would trip over: refused here, before anything is recorded
         validate(command, mirror, runtime_view(rt), rt.settings)
     except InvalidDecision as exc:
         raise CommandError(str(exc), exc.field) from None
