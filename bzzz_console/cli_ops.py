@@ -192,16 +192,9 @@ def escalations_answer(
             command = cmd.HandBack(escalation_id=escalation_id, operator=who, label=label)
         else:
             command = cmd.Terminate(agent_id="", escalation_id=escalation_id, operator=who, label=label)
-        from bzzz_console.domain.decisions import InvalidDecision, check_decision
-        from bzzz_console.runtime.decision_checks import store_view, validate
-
-        # A refusal names the option to fix and exits 2 before anything is recorded.
-        option = "--note" if reject else chosen[0]
-        try:
-            check_decision(command, max_raise_usd=settings.budgets.max_raise_usd)
-        except InvalidDecision as exc:
-            _fail(f"{option}: {exc}", 2)
+        from bzzz_console.domain.decisions import InvalidDecision
         from bzzz_console.runtime.authority import NotAllowed, approvals_needed, check_may_decide
+        from bzzz_console.runtime.decision_checks import store_view, validate
         from bzzz_console.runtime.escalations import decision_record
         from bzzz_console.store.escalations import AlreadyDecided
         from bzzz_console.store.repo import Store
@@ -218,10 +211,10 @@ def escalations_answer(
             if mirror is None:
                 _fail(f"no escalation {escalation_id!r}")
             check_may_decide(settings, mirror, who)
-            try:  # the same rules as a running node, read from the store; the node checks again on apply
+            try:  # a running node's rules, on the store's state (the node checks again on apply)
                 validate(command, mirror, store_view(store, settings), settings)
-            except InvalidDecision as exc:
-                _fail(f"{option}: {exc}", 2)
+            except InvalidDecision as exc:  # names the option to fix; exit 2, nothing recorded
+                _fail(f"{'--note' if reject else chosen[0]}: {exc}", 2)
             record = decision_record(command)
             needed = approvals_needed(settings.escalation, mirror)
             row, approvals = store.approve(escalation_id, record, who, record["by"], now_utc(), needed=needed)
