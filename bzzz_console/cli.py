@@ -40,12 +40,14 @@ app.add_typer(config_app, name="config")
 
 def _register_ops() -> None:
     from bzzz_console.cli_audit import audit_app, db_prune
+    from bzzz_console.cli_db import db_upgrade
     from bzzz_console.cli_mcp import mcp_app
     from bzzz_console.cli_ops import escalations_app, spend, status
 
     app.add_typer(escalations_app, name="escalations")
     app.add_typer(audit_app, name="audit")
     db_app.command("prune")(db_prune)
+    db_app.command("upgrade")(db_upgrade)
     app.add_typer(mcp_app, name="mcp")
     app.command("spend")(spend)
     app.command("status")(status)
@@ -89,12 +91,14 @@ def _errors() -> Iterator[None]:
     except ConfigError as exc:
         _fail(str(exc), 2)
     except Exception as exc:
+        from bzzz_console.cli_db import database_error
         from bzzz_console.p2p.bridge import P2PError
         from bzzz_console.runtime.runtime import CommandError
-        from bzzz_console.store.engine import DatabaseError
         from bzzz_console.store.repo import NotFound
 
-        if isinstance(exc, DatabaseError | NotFound | CommandError | P2PError):
+        if (database := database_error(exc)) is not None:
+            _fail(database.args[0], database.exit_code)
+        if isinstance(exc, NotFound | CommandError | P2PError):
             # args[0], not str(): str() of a KeyError quotes its message, and stripping quotes would eat the
             # closing quote of a name inside it ("no thread 'nope'").
             _fail(exc.args[0] if exc.args and isinstance(exc.args[0], str) else str(exc))
@@ -108,10 +112,11 @@ def _settings(config: Path | None, db: str | None, **overrides: Any) -> Any:
     return settings.with_overrides(store__url=db, **overrides)
 
 
-def _store(config: Path | None, db: str | None) -> Any:
-    from bzzz_console.store.repo import Store
+def _store(config: Path | None, db: str | None, *, read_only: bool = False) -> Any:
+    """The store; ``read_only`` for commands that only read: never created, migrated or written."""
+    from bzzz_console.cli_db import open_store
 
-    return Store.open(_settings(config, db).database_url())
+    return open_store(_settings(config, db), read_only=read_only)
 
 
 def _emit_json(data: Any) -> None:
@@ -197,6 +202,9 @@ def _console(
     with _errors():
         settings = _settings(config, db, demo__seed=seed, **(p2p or {}))
         configure_logging(settings)  # before mcp/uvicorn can install a handler that writes into the TUI
+        from bzzz_console.cli_db import check_before_console
+
+        check_before_console(settings)
         if demo:
             from bzzz_console.headless import seed_demo_tasks
 
@@ -245,7 +253,7 @@ def agents_list(as_json: JsonOption = False, db: DbOption = None, config: Config
     from bzzz_console.reports import agents_report
 
     with _errors():
-        store = _store(config, db)
+        store = _store(config, db, read_only=True)
         rows = agents_report(store)
         store.close()
         if as_json:
@@ -260,7 +268,7 @@ def threads_list(as_json: JsonOption = False, db: DbOption = None, config: Confi
     from bzzz_console.reports import threads_report
 
     with _errors():
-        store = _store(config, db)
+        store = _store(config, db, read_only=True)
         rows = threads_report(store)
         store.close()
         if as_json:
@@ -287,7 +295,7 @@ def threads_show(thread_id: str, db: DbOption = None, config: ConfigOption = Non
 
     with _errors():
         settings = _settings(config, db)
-        store = Store.open(settings.database_url())
+        store = Store.open_readonly(settings.database_url())
         doc = thread_document(store, thread_id, settings.security)
         store.close()
         from rich.console import Console
@@ -321,7 +329,7 @@ def threads_export(
 
     with _errors():
         settings = _settings(config, db)
-        store = Store.open(settings.database_url())
+        store = Store.open_readonly(settings.database_url())
         doc = thread_document(store, thread_id, settings.security)
         store.close()
         from bzzz_console.domain.text import json_safe
@@ -335,24 +343,12 @@ def threads_export(
             sys.stdout.write(text)
         else:
             try:
-                output.write_text(text, encoding="utf-8")
+                from bzzz_console.cli_db import write_export
+
+                write_export(output, text)
             except OSError as exc:
                 _fail(f"cannot write {output}: {exc.strerror or exc}")
             typer.echo(f"wrote {output}", err=True)
-
-
-@db_app.command("upgrade")
-def db_upgrade(db: DbOption = None, config: ConfigOption = None) -> None:
-    """Apply pending schema migrations (they also run at every start)."""
-    from bzzz_console.store.engine import make_engine, redact_url, secure_sqlite_file, upgrade
-
-    with _errors():
-        url = _settings(config, db).database_url()
-        engine = make_engine(url)
-        revision = upgrade(engine)
-        secure_sqlite_file(engine)
-        engine.dispose()
-        typer.echo(f"{redact_url(url)} is at revision {revision}")
 
 
 @config_app.command("show")

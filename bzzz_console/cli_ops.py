@@ -39,7 +39,7 @@ def escalations_list(
 
     order = {"urgent": 0, "high": 1, "medium": 2, "low": 3}
     with _errors():
-        store = _store(config, db)
+        store = _store(config, db, read_only=True)
         rows = [e for e in store.escalations() if show_all or e.state == "open"]
         store.close()
         rows.sort(key=lambda e: (e.state != "open", order.get(e.priority, 9), e.created_at))
@@ -58,7 +58,7 @@ def escalations_show(
     from bzzz_console.cli import _errors, _fail, _store
 
     with _errors():
-        store = _store(config, db)
+        store = _store(config, db, read_only=True)
         row = store.get_escalation(escalation_id)
         store.close()
         if row is None:
@@ -278,7 +278,7 @@ def spend(
     with _errors():
         settings = _settings(config, db)
         specs = load_specs(settings.runtime.agents_dir or agents_dir())
-        store = Store.open(settings.database_url())
+        store = Store.open_readonly(settings.database_url())
         agent_budgets = {a.id: specs[a.role].budget_usd if a.role in specs else None for a in store.agents()}
         report = spend_report(store, settings, agent_budgets)
         store.close()
@@ -347,7 +347,8 @@ def status(
     from bzzz_console.resources import agents_dir
     from bzzz_console.runtime.specs import load_specs
     from bzzz_console.spend import spend_report
-    from bzzz_console.store.engine import DatabaseError, make_engine, redact_url, upgrade
+    from bzzz_console.store.access import schema_head
+    from bzzz_console.store.engine import BadDatabaseURL, DatabaseError, NoDatabase, redact_url
     from bzzz_console.store.repo import Store
 
     with _errors():
@@ -355,16 +356,15 @@ def status(
         url = settings.database_url()
         report: dict[str, Any] = {"database": {"url": redact_url(url), "reachable": False}}
         healthy = True
-        try:
-            engine = make_engine(url)
-            revision = upgrade(engine)
-            report["database"].update(
-                reachable=True, revision=revision, backend=engine.url.get_backend_name()
-            )
-            store = Store(engine)
+        store: Store | None = None
+        try:  # read-only: a health check never creates, migrates or writes the database it looks at
+            store = Store.open_readonly(url)
+            report["database"].update(reachable=True, revision=schema_head(), backend=store.backend)
+        except (NoDatabase, BadDatabaseURL):
+            raise  # nothing there to report on (a typo?): one line, exit 2
         except DatabaseError as exc:
-            report["database"]["error"] = str(exc)
-            store, healthy = None, False
+            report["database"]["error"] = exc.args[0]
+            healthy = False
         report["model_provider"] = _provider_health(settings)
         healthy &= bool(report["model_provider"]["reachable"])
         if store is not None:

@@ -86,7 +86,7 @@ def task_add(
 def task_list(as_json: JsonOption = False, db: DbOption = None, config: ConfigOption = None) -> None:
     """List tasks."""
     with _errors():
-        store = _store(config, db)
+        store = _store(config, db, read_only=True)
         rows = [
             {
                 "id": t.id,

@@ -5,12 +5,14 @@ Configured before any library that calls ``logging.basicConfig`` (mcp does) is i
 
 from __future__ import annotations
 
+import io
 import logging
-import os
 from logging.handlers import RotatingFileHandler
+from pathlib import Path
 
 from bzzz_console.config import Settings
 from bzzz_console.domain.text import inert
+from bzzz_console.files import open_private, private_dir
 
 
 class InertFormatter(logging.Formatter):
@@ -21,14 +23,25 @@ class InertFormatter(logging.Formatter):
         return inert(super().format(record))
 
 
+class PrivateRotatingFileHandler(RotatingFileHandler):
+    """Each log file it opens (the first, and the new one after every rollover) is created 0600: logs quote
+    transcripts and tool arguments. The stock handler creates them with the umask's mode (0644)."""
+
+    def _open(self) -> io.TextIOWrapper:
+        handle = open_private(
+            Path(self.baseFilename), "w" if self.mode.startswith("w") else "a", self.encoding
+        )
+        assert isinstance(handle, io.TextIOWrapper)  # text mode: what logging.FileHandler writes to
+        return handle
+
+
 def configure_logging(settings: Settings, level: int = logging.INFO) -> None:
     folder = settings.resolved_data_dir()
     try:
-        folder.mkdir(parents=True, exist_ok=True, mode=0o700)
-        handler: logging.Handler = RotatingFileHandler(
+        private_dir(folder)
+        handler: logging.Handler = PrivateRotatingFileHandler(
             folder / "bzzz-console.log", maxBytes=5_000_000, backupCount=3, encoding="utf-8"
         )
-        os.chmod(folder / "bzzz-console.log", 0o600)
     except OSError:
         handler = logging.NullHandler()
     handler.setFormatter(InertFormatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))

@@ -18,7 +18,7 @@ from sqlmodel import Session, col, select
 
 from bzzz_console.domain.threads import MessageType, ThreadMessage
 from bzzz_console.store.approvals import ApprovalQueries
-from bzzz_console.store.engine import make_engine, redact_url, secure_sqlite_file, upgrade
+from bzzz_console.store.engine import make_engine, redact_url, secure_sqlite_file, sqlite_path, upgrade
 from bzzz_console.store.hot import HotWrites, SqlitePlan
 from bzzz_console.store.network import NetworkQueries
 from bzzz_console.store.spend import SpendQueries
@@ -55,13 +55,36 @@ class Store(HotWrites, SpendQueries, ApprovalQueries, NetworkQueries):
 
     @classmethod
     def open(cls, url: str, *, migrate: bool = True) -> Store:
-        engine = make_engine(url)
-        if migrate:
-            upgrade(engine)
-            secure_sqlite_file(engine)
-        store = cls(engine)
-        store.prepare_writes()  # the runtime opens its store in a thread: the first turn then pays none of it
+        """The store for writing: a missing database is created (0600) and migrated. With ``migrate=False`` the
+        database must exist and is taken as found."""
+        from sqlalchemy.exc import DBAPIError
+
+        from bzzz_console.store.access import check_sqlite_file, explain
+
+        path = sqlite_path(url)
+        if path is not None:
+            check_sqlite_file(path, write=migrate)  # before SQLite creates, or trips over, what is there
+        engine = make_engine(url, create=migrate)
+        try:
+            if migrate:
+                upgrade(engine)
+                secure_sqlite_file(engine)
+            store = cls(engine)
+            store.prepare_writes()  # the runtime opens its store in a thread: the first turn then pays none of it
+        except DBAPIError as exc:
+            engine.dispose()
+            raise explain(exc, url) from None
+        except BaseException:
+            engine.dispose()
+            raise
         return store
+
+    @classmethod
+    def open_readonly(cls, url: str) -> Store:
+        """The store for reading: never created, migrated or written (see ``store.access``)."""
+        from bzzz_console.store.access import open_for_reading
+
+        return cls(open_for_reading(url))
 
     @property
     def display_url(self) -> str:
