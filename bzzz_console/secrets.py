@@ -290,7 +290,9 @@ class StoreResult:
 
 def _write_private(path: Path, value: str) -> None:
     """Write ``value`` to ``path`` atomically: the folder 0700, the file 0600 from its creation on."""
-    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    from bzzz_console.files import private_dir
+
+    private_dir(path.parent)  # the config dir too, if this creates it (mkdir's parents get the umask's mode)
     with contextlib.suppress(OSError):
         os.chmod(path.parent, 0o700)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
