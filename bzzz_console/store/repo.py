@@ -55,15 +55,15 @@ class Store(HotWrites, SpendQueries, ApprovalQueries, NetworkQueries):
 
     @classmethod
     def open(cls, url: str, *, migrate: bool = True) -> Store:
-        """The store for writing: a missing database is created (0600) and migrated. With ``migrate=False`` the
-        database must exist and is taken as found."""
+        """The store for writing: a missing database is created (0600) and migrated. With ``migrate=False`` it is
+        taken as found (the caller has checked it is there; ``open_readonly`` is the one that never writes)."""
         from sqlalchemy.exc import DBAPIError
 
         from bzzz_console.store.access import check_sqlite_file, explain
 
         path = sqlite_path(url)
-        if path is not None:
-            check_sqlite_file(path, write=migrate)  # before SQLite creates, or trips over, what is there
+        if path is not None and migrate:
+            check_sqlite_file(path, write=True)  # before SQLite creates, or trips over, what is there
         engine = make_engine(url, create=migrate)
         try:
             if migrate:
@@ -73,6 +73,8 @@ class Store(HotWrites, SpendQueries, ApprovalQueries, NetworkQueries):
             store.prepare_writes()  # the runtime opens its store in a thread: the first turn then pays none of it
         except DBAPIError as exc:
             engine.dispose()
+            if not migrate:  # the caller reads the database as found and words its own errors (audit verify)
+                raise
             raise explain(exc, url) from None
         except BaseException:
             engine.dispose()
