@@ -288,3 +288,23 @@ def test_a_locked_database_is_named_as_locked(tmp_path: Path) -> None:
     assert str(error) == (
         f"the database {path} is locked by another process (database is locked): try again when it is done"
     )
+
+
+def test_a_reader_cannot_write(store_url: str) -> None:
+    """What readers open is read-only in the database itself (SQLite ``mode=ro``, PostgreSQL read-only
+    transactions), not only by convention; an empty database is nothing to read."""
+    from sqlalchemy.exc import DBAPIError
+
+    from bzzz_console.store.engine import NoDatabase
+    from bzzz_console.store.repo import Store
+
+    with pytest.raises(NoDatabase, match=r"^no (bzzz-console )?database at .*\(start the console or run"):
+        Store.open_readonly(store_url)
+    Store.open(store_url).close()
+    store = Store.open_readonly(store_url)
+    try:
+        assert store.tasks() == []
+        with pytest.raises(DBAPIError, match=r"readonly database|read-only transaction"):
+            store.add_task(title="T", description="", roles=["architect"], priority="low", project="p")
+    finally:
+        store.close()
