@@ -126,7 +126,8 @@ _TICKS = re.compile(r"`+")
 
 def md_text(text: str) -> str:
     """Data as literal text on one line of Markdown (a heading, a list item): :func:`inert_line`, and every
-    character that could start a link, an image, emphasis, code, a heading's end or HTML escaped."""
+    character that could start a link, an image, emphasis, code, a heading's end or HTML escaped. (A viewer
+    that links bare addresses, as GitHub does, still links ``https://…``: the address is what it shows.)"""
     return _MD_SPECIAL.sub(r"\\\1", inert_line(text))
 
 
