@@ -124,7 +124,9 @@ def audit_verify(
             report = {**result.to_dict(), "node_key": own, "checkpoint_file": path}
             sys.stdout.write(json.dumps(report, indent=2) + "\n")
         else:
-            typer.echo(result.message())
+            from bzzz_console.domain.text import inert
+
+            typer.echo(inert(result.message()))  # it may quote authors and types from the trail
             if result.signers and (len(result.signers) > 1 or own not in result.signers):
                 typer.echo(
                     "signed by: "
