@@ -112,11 +112,12 @@ def _settings(config: Path | None, db: str | None, **overrides: Any) -> Any:
     return settings.with_overrides(store__url=db, **overrides)
 
 
-def _store(config: Path | None, db: str | None, *, read_only: bool = False) -> Any:
-    """The store; ``read_only`` for commands that only read: never created, migrated or written."""
+def _store(config: Path | None, db: str | None, *, read_only: bool = False, create: bool = True) -> Any:
+    """The store; ``read_only`` for commands that only read: never created, migrated or written; ``create=False``
+    for commands that change what is stored: a database that is not there is an error, not created."""
     from bzzz_console.cli_db import open_store
 
-    return open_store(_settings(config, db), read_only=read_only)
+    return open_store(_settings(config, db), read_only=read_only, create=create)
 
 
 def _emit_json(data: Any) -> None:
@@ -354,7 +355,7 @@ def threads_export(
 @config_app.command("show")
 def config_show(config: ConfigOption = None, as_json: JsonOption = False) -> None:
     """Print the effective settings (file + environment) with each key's meaning."""
-    from bzzz_console.config import describe_settings
+    from bzzz_console.config_docs import describe_settings
 
     with _errors():
         settings = _settings(config, None)

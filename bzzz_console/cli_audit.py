@@ -205,7 +205,7 @@ def db_prune(
     if older_than < 1:
         _fail(f"--older-than must be at least 1 day (got {older_than})", 2)
     with _errors():
-        store = _store(config, db)
+        store = _store(config, db, create=False)
         try:
             if not yes:
                 preview = prune(store, older_than, dry_run=True)

@@ -20,11 +20,24 @@ if TYPE_CHECKING:
     from bzzz_console.store.repo import Store
 
 
-def open_store(settings: Any, *, read_only: bool) -> Store:
+def open_store(settings: Any, *, read_only: bool, create: bool = True) -> Store:
+    """``read_only``: never created, migrated or written. ``create=False``, for commands that change what is
+    already stored (answer an escalation, prune): a SQLite file that is not there is NoDatabase, not a new
+    empty database created only to report that it holds nothing."""
     from bzzz_console.store.repo import Store
 
     url = settings.database_url()
-    return Store.open_readonly(url) if read_only else Store.open(url)
+    if read_only:
+        return Store.open_readonly(url)
+    if not create:
+        from bzzz_console.store.access import check_sqlite_file
+        from bzzz_console.store.engine import sqlite_path
+
+        path = sqlite_path(url)
+        if path is not None:
+            check_sqlite_file(path, write=False)  # raises NoDatabase when missing
+            check_sqlite_file(path, write=True)
+    return Store.open(url)
 
 
 def database_error(exc: BaseException) -> DatabaseError | None:

@@ -186,21 +186,24 @@ def escalations_answer(
             )
         elif downgrade is not None:
             command = cmd.DowngradeModel(
-                escalation_id=escalation_id, model=None if downgrade == "next" else downgrade, operator=who
+                escalation_id=escalation_id,
+                model=None if downgrade == "next" else downgrade,
+                operator=who,
+                label=label,
             )
         elif hand_back:
             command = cmd.HandBack(escalation_id=escalation_id, operator=who, label=label)
         else:
             command = cmd.Terminate(agent_id="", escalation_id=escalation_id, operator=who, label=label)
+        from bzzz_console.cli_db import open_store
         from bzzz_console.domain.decisions import InvalidDecision
         from bzzz_console.runtime.authority import NotAllowed, approvals_needed, check_may_decide
         from bzzz_console.runtime.decision_checks import store_view, validate
         from bzzz_console.runtime.escalations import decision_record
         from bzzz_console.store.escalations import AlreadyDecided
-        from bzzz_console.store.repo import Store
         from bzzz_console.store.tables import now_utc
 
-        store = Store.open(settings.database_url())
+        store = open_store(settings, read_only=False, create=False)
         try:
             mirror = store.get_escalation(escalation_id)
             if mirror is not None and mirror.origin_peer:

@@ -27,7 +27,7 @@ class ConfigError(ValueError):
 
 
 class _Section(BaseModel):
-    # Field docstrings are read on demand (field_docs), not at import: parsing them costs ~150 ms of start-up.
+    # Field docstrings are read on demand (config_docs.field_docs), not at import: parsing them costs ~150 ms of start-up.
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
@@ -410,60 +410,3 @@ def _validate(data: dict[str, Any], sources: dict[tuple[str, ...], str], default
                 problem = err["msg"][:1].lower() + err["msg"][1:]
             problems.append(f"key '{'.'.join(loc)}' in {source}: {problem}{got}")
         raise ConfigError("invalid settings:\n  " + "\n  ".join(problems)) from None
-
-
-def field_docs(model: type[BaseModel]) -> dict[str, str]:
-    """The docstring under each field of a settings class (its documentation), read from the source."""
-    import ast
-    import inspect
-    import itertools
-    import textwrap
-
-    tree = ast.parse(textwrap.dedent(inspect.getsource(model)))
-    docs: dict[str, str] = {}
-    body = tree.body[0].body if tree.body and isinstance(tree.body[0], ast.ClassDef) else []
-    for node, after in itertools.pairwise(body):
-        if (
-            isinstance(node, ast.AnnAssign)
-            and isinstance(node.target, ast.Name)
-            and isinstance(after, ast.Expr)
-            and isinstance(after.value, ast.Constant)
-            and isinstance(after.value.value, str)
-        ):
-            docs[node.target.id] = " ".join(after.value.value.split())
-    return docs
-
-
-def describe_settings(settings: Settings) -> str:
-    """The effective settings as commented TOML: every key with its meaning, ready to copy into a file."""
-    lines = [f"# effective settings (file: {default_config_path()} unless --config / BZZZ_CONFIG)"]
-    top: list[str] = []
-    top_docs = field_docs(Settings)
-    for name in Settings.model_fields:
-        value = getattr(settings, name)
-        if isinstance(value, BaseModel):
-            lines.append(f"\n[{name}]  # {top_docs.get(name, '')}")
-            docs = field_docs(type(value))
-            for key in type(value).model_fields:
-                lines.append(f"# {docs.get(key, '')}")
-                lines.append(_toml_line(key, getattr(value, key)))
-        else:
-            top += [f"# {top_docs.get(name, '')}", _toml_line(name, value)]
-    return "\n".join(lines[:1] + top + lines[1:])
-
-
-def _toml_line(key: str, value: Any) -> str:
-    """``key = value``; an unset key is commented out, so the output can be pasted into a config file."""
-    return f"# {key} =   (unset)" if value is None else f"{key} = {_toml_value(value)}"
-
-
-def _toml_value(value: Any) -> str:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, int | float):
-        return str(value)
-    if isinstance(value, dict):
-        return "{ " + ", ".join(f"{json.dumps(str(k))} = {_toml_value(v)}" for k, v in value.items()) + " }"
-    if isinstance(value, list | tuple):
-        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
-    return json.dumps(str(value))

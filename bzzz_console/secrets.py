@@ -289,24 +289,14 @@ class StoreResult:
 
 
 def _write_private(path: Path, value: str) -> None:
-    """Write ``value`` to ``path`` atomically: the folder 0700, the file 0600 from its creation on."""
-    from bzzz_console.files import private_dir
+    """Write ``value`` to ``path`` atomically: the folder 0700 (the config dir too, if this creates it), the file
+    0600 from its creation on."""
+    from bzzz_console.files import private_dir, write_private
 
-    private_dir(path.parent)  # the config dir too, if this creates it (mkdir's parents get the umask's mode)
+    private_dir(path.parent)
     with contextlib.suppress(OSError):
         os.chmod(path.parent, 0o700)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0), 0o600)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:  # 0600 from creation (a umask only removes bits)
-            handle.write(value + "\n")
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
+    write_private(path, value + "\n")
 
 
 def _precedence_notes(settings: Settings | None, entry: str, environ: Mapping[str, str] | None) -> list[str]:

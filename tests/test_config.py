@@ -8,7 +8,8 @@ import pytest
 from pydantic import BaseModel
 
 from bzzz_console import config
-from bzzz_console.config import ConfigError, Settings, field_docs, load_settings
+from bzzz_console.config import ConfigError, Settings, load_settings
+from bzzz_console.config_docs import field_docs
 
 
 @pytest.fixture(autouse=True)
@@ -324,7 +325,7 @@ def test_data_dir_expands_user(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) 
 
 
 def test_describe_settings_is_a_config_file_that_loads_back_to_the_same_settings(tmp_path: Path) -> None:
-    from bzzz_console.config import describe_settings
+    from bzzz_console.config_docs import describe_settings
 
     custom = Settings().with_overrides(runtime__max_turns=9, store__url="sqlite:////tmp/x.db")
     path = tmp_path / "config.toml"

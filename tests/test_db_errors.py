@@ -169,6 +169,19 @@ def test_status_and_readers_never_create_a_database(tmp_path: Path) -> None:
     assert path.read_bytes() == b""
 
 
+def test_commands_that_change_stored_state_never_create_a_database(tmp_path: Path) -> None:
+    """Answering an escalation or pruning changes what is stored: with nothing there they say so (exit 2)
+    instead of creating an empty database only to find nothing in it."""
+    path = tmp_path / "typo" / "bzzz.db"
+    for command in [
+        ("escalations", "answer", "esc-x", "--approve"),
+        ("db", "prune", "--older-than", "3", "--yes"),
+    ]:
+        done = run(tmp_path, *command, db=path)
+        assert_one_line(done, 2, f"no database at {path}")
+    assert not path.parent.exists()
+
+
 def test_the_default_database_is_not_created_by_status(tmp_path: Path) -> None:
     done = run(tmp_path, "status", db=None)
     default = tmp_path / "xdg-data" / "bzzz-console" / "bzzz.db"

@@ -24,6 +24,8 @@ from typing import Any
 
 import pytest
 
+from bzzz_console.domain.principals import os_user
+
 TMUX = shutil.which("tmux")
 ENTRY_POINT = Path(sys.executable).with_name("bzzz-console")
 WIDTH, HEIGHT = 160, 48
@@ -198,7 +200,8 @@ def test_answer_an_escalation_with_keys_in_a_real_terminal(terminal: Terminal, t
             db, "SELECT author FROM messages WHERE thread_id = ? ORDER BY seq", waiting["thread_id"]
         )
     ]
-    decided_at = authors.index("operator")  # the decision, posted to the thread as a human message
+    # the decision, posted to the thread as a human message signed by the OS user who runs the console
+    decided_at = authors.index(os_user())
     assert "reviewer-1" in authors[decided_at + 1 :], authors  # reviewer-1 spoke again after it
 
     # ctrl+q quits with exit code 0

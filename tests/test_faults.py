@@ -424,23 +424,23 @@ def _gone(tmp_path: Path, kind: str) -> str:
 
 @pytest.mark.slow
 @pytest.mark.parametrize(
-    ("kind", "says"),
-    [
-        ("unreachable PostgreSQL", "cannot open the database postgresql+psycopg://x@127.0.0.1:1/db"),
-        ("folder blocked by a file", "cannot create the database folder"),
-        ("a folder where the file was", "cannot open the database"),
-        ("not a database", "file is not a database"),
-        ("home of nobody", "cannot find the home folder"),
+    ("kind", "code", "says"),
+    [  # exit 2: nothing usable is there (README); 1: something is there but cannot be used
+        ("unreachable PostgreSQL", 1, "cannot open the database postgresql+psycopg://x@127.0.0.1:1/db"),
+        ("folder blocked by a file", 2, "no database at"),
+        ("a folder where the file was", 2, "it is a folder, not a database file"),
+        ("not a database", 1, "file is not a database"),
+        ("home of nobody", 2, "cannot find the home folder"),
     ],
 )
 def test_a_database_that_is_not_there_is_one_clear_line(
-    kind: str, says: str, tmp_path: Path, cli_env: dict[str, str]
+    kind: str, code: int, says: str, tmp_path: Path, cli_env: dict[str, str]
 ) -> None:
     url = _gone(tmp_path, kind)
     done = subprocess.run(
         [str(BIN), "threads", "list", "--db", url], env=cli_env, capture_output=True, text=True, timeout=60
     )
-    assert done.returncode == 1, (done.stdout, done.stderr)
+    assert done.returncode == code, (done.stdout, done.stderr)
     assert "Traceback" not in done.stderr
     lines = done.stderr.strip().splitlines()
     assert len(lines) == 1, done.stderr

@@ -15,7 +15,6 @@ import json
 import os
 import shutil
 import socket
-import stat
 import subprocess
 import sys
 import threading
@@ -1230,7 +1229,7 @@ async def test_a_tool_call_over_mcp_shows_up_in_the_running_console(settings: Se
 
         cells = await eventually(row, what="the agent's row in the agents table")
         await pilot.pause()
-        assert cells[0] == "ext-console" and cells[1] == "reviewer" and "Idle" in str(cells[2])
+        assert str(cells[0]) == "ext-console" and str(cells[1]) == "reviewer" and "Idle" in str(cells[2])
 
 
 async def test_unknown_arguments_are_refused_with_their_name_not_dropped(settings: Settings) -> None:

@@ -31,6 +31,7 @@ from bzzz_console.config import Settings
 from bzzz_console.domain import commands as cmd
 from bzzz_console.domain import events as ev
 from bzzz_console.domain.lifecycle import AgentState
+from bzzz_console.domain.principals import os_user
 from bzzz_console.headless import seed_demo_tasks
 from bzzz_console.runtime.bus import Subscription
 from bzzz_console.runtime.runtime import Runtime
@@ -162,7 +163,7 @@ class ConsoleRun:
         await self.shows(DashboardScreen, "back on the dashboard")
         row = self.rt.store.get_escalation(escalation_id)
         assert row is not None and row.state == "answered", row
-        assert row.answered_by == "operator"
+        assert row.answered_by == os_user()  # the OS user, never a made-up name
         await self.until(
             lambda: self.app.view.escalations[escalation_id].state == "answered",
             "the escalation shown as answered",
@@ -269,7 +270,7 @@ async def test_reject_asks_a_reason_and_the_team_revises(tmp_path: Path, escalat
         await c.type("window")
         await c.press("enter")
         row = await c.answered(esc.id)
-        assert row.decision == {"kind": "reject", "by": "operator", "reason": "window"}
+        assert row.decision == {"kind": "reject", "by": os_user(), "reason": "window"}
         assert c.resumed_by("reviewer-1", "reject", c.published())
         await c.until(lambda: c.thread_row(esc.thread_id or "").status == "closed", "the thread to close")
         messages = c.rt.store.messages(esc.thread_id or "")
@@ -294,7 +295,7 @@ async def test_reply_posts_the_typed_text_and_the_agent_resumes(tmp_path: Path, 
         assert c.resumed_by("reviewer-1", "reply", c.published())
         human = [m for m in c.rt.store.messages(esc.thread_id or "") if m.role == "human"]
         assert [m.content for m in human] == ["split it"]
-        assert human[0].author == "operator"
+        assert human[0].author == os_user()
         await c.until(lambda: c.thread_row(esc.thread_id or "").status == "closed", "the thread to close")
 
 
@@ -585,7 +586,7 @@ async def test_enter_on_a_thread_opens_it_and_the_operator_posts_and_copies(
             lambda: any(m.role == "human" for m in c.rt.store.messages(thread_id)), "the human message stored"
         )
         [human] = [m for m in c.rt.store.messages(thread_id) if m.role == "human"]
-        assert (human.content, human.author, human.type) == ("hold on", "operator", "human")
+        assert (human.content, human.author, human.type) == ("hold on", os_user(), "human")
         assert not box.display and box.value == ""
         await c.until(
             lambda: any(
