@@ -1,3 +1,3 @@
-from bzzz_console.cli import main
+from bzzz_console.cli.main import main
 
 main()

@@ -18,12 +18,12 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 from pydantic_core import PydanticCustomError
 
+from bzzz_console.domain.errors import (
+    ConfigError as ConfigError,  # raised by load_settings; defined below all
+)
+
 ENV_PREFIX = "BZZZ_"
 ENV_ALIASES = {"BZZZ_DB_URL": ("store", "url"), "BZZZ_CONFIG": None}
-
-
-class ConfigError(ValueError):
-    """A settings problem the operator can fix: the message names key, source and expectation."""
 
 
 class _Section(BaseModel):

@@ -7,8 +7,8 @@ import sys
 import tempfile
 from pathlib import Path
 
+from bzzz_console.cli.headless import seed_demo_tasks
 from bzzz_console.config import Settings
-from bzzz_console.headless import seed_demo_tasks
 from bzzz_console.tui.app import BzzzApp
 
 OUT = Path(__file__).resolve().parents[1] / "docs"

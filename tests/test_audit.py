@@ -23,7 +23,11 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from helpers import BIN, cli_env
 from typer.testing import CliRunner
 
-from bzzz_console.audit import (
+from bzzz_console.app import make_runtime
+from bzzz_console.config import Settings
+from bzzz_console.demo.team import add_demo_tasks
+from bzzz_console.domain import events as ev
+from bzzz_console.security.audit import (
     GENESIS,
     AuditWriter,
     Draft,
@@ -34,18 +38,14 @@ from bzzz_console.audit import (
     sign,
     verify,
 )
-from bzzz_console.audit_checkpoint import Checkpoints, make_checkpoint
-from bzzz_console.config import Settings
-from bzzz_console.domain import events as ev
-from bzzz_console.nodekey import (
+from bzzz_console.security.audit_checkpoint import Checkpoints, make_checkpoint
+from bzzz_console.security.nodekey import (
     NodeKeyError,
     load_node_key,
     load_or_create_node_key,
     node_key_path,
     public_key_hex,
 )
-from bzzz_console.runtime.demo import add_demo_tasks
-from bzzz_console.runtime.runtime import Runtime
 from bzzz_console.store.repo import Store
 from bzzz_console.store.retention import prune
 
@@ -85,7 +85,7 @@ def demo_settings(db: Path) -> Settings:
 
 async def demo_run(settings: Settings) -> int:
     """One demo run: the three demo tasks, until no agent can make progress; the entries it appended."""
-    rt = Runtime(settings, force_demo=True)
+    rt = make_runtime(settings, force_demo=True)
     async with rt:
         add_demo_tasks(rt.store)
         rt.capacity_changed()
@@ -136,7 +136,7 @@ def audit_verify(demo: Demo, db: Path, *extra: str) -> subprocess.CompletedProce
 
 def audit_verify_in_process(demo: Demo, db: Path, *extra: str) -> subprocess.CompletedProcess[str]:
     """The same command through typer's runner (a process start costs ~2 s on a loaded CI machine)."""
-    from bzzz_console.cli import app
+    from bzzz_console.cli.main import app
 
     env = {k: demo.env[k] for k in ("XDG_DATA_HOME", "XDG_CONFIG_HOME")}
     done = CliRunner().invoke(app, ["audit", "verify", "--db", f"sqlite:///{db}", *extra], env=env)
@@ -432,7 +432,7 @@ def test_entries_cut_off_the_end_or_all_of_them_are_missing(demo: Demo, tmp_path
 def test_a_trail_cut_and_written_again_keeps_its_checkpoint_and_fails(tmp_path: Path) -> None:
     """Rows deleted, then the node appends again (past the old head): the checkpoint is not moved over the
     gap, the writer says so, and verify names the entry the checkpoint signed."""
-    from bzzz_console.cli import app
+    from bzzz_console.cli.main import app
 
     settings = Settings()  # the XDG data dir of this test, where the CLI looks
     key = load_or_create_node_key(settings)
@@ -465,7 +465,7 @@ def test_a_trail_cut_and_written_again_keeps_its_checkpoint_and_fails(tmp_path: 
 async def test_the_runtime_writer_reports_a_cut_trail(tmp_path: Path) -> None:
     class FakeRuntime:
         def __init__(self) -> None:
-            from bzzz_console.runtime.bus import EventBus
+            from bzzz_console.domain.bus import EventBus
 
             self.settings = Settings.model_validate({"data_dir": str(tmp_path / "data")})
             self.bus = EventBus()
@@ -581,7 +581,7 @@ def test_a_copy_of_an_entry_long_gone_by_is_found(store: Store) -> None:
     append_entries(store, key, [Draft(datetime.now(UTC), "a", "t", {"k": k}) for k in range(300)])
     from sqlalchemy import insert as sql_insert
 
-    from bzzz_console.audit_chain import audit_table
+    from bzzz_console.security.audit_chain import audit_table
 
     first = read_entries(store)[1]
     with store.engine.begin() as conn:
@@ -592,7 +592,7 @@ def test_a_copy_of_an_entry_long_gone_by_is_found(store: Store) -> None:
 
 
 def test_a_database_that_cannot_be_read_is_one_line_and_exit_2(demo: Demo, tmp_path: Path) -> None:
-    from bzzz_console.cli import app
+    from bzzz_console.cli.main import app
 
     garbage = tmp_path / "garbage.db"
     garbage.write_bytes(os.urandom(64 * 1024))
@@ -619,7 +619,7 @@ def test_a_database_that_cannot_be_read_is_one_line_and_exit_2(demo: Demo, tmp_p
 
 
 def test_verify_help_documents_the_exit_codes() -> None:
-    from bzzz_console.cli import app
+    from bzzz_console.cli.main import app
 
     text = " ".join(
         CliRunner().invoke(app, ["audit", "verify", "--help"], env={"COLUMNS": "200"}).output.split()
@@ -729,7 +729,7 @@ async def test_writer_records_audited_events_only(tmp_path: Path) -> None:
 
     class FakeRuntime:
         def __init__(self) -> None:
-            from bzzz_console.runtime.bus import EventBus
+            from bzzz_console.domain.bus import EventBus
 
             self.settings = Settings.model_validate({"data_dir": str(tmp_path / "data")})
             self.bus = EventBus()
@@ -818,7 +818,7 @@ def test_corrupt_node_key_is_named(tmp_path: Path) -> None:
 
 
 def test_cli_reports_a_bad_node_key_in_one_line(tmp_path: Path) -> None:
-    from bzzz_console.cli import app
+    from bzzz_console.cli.main import app
 
     settings = Settings()  # the XDG data dir of this test (conftest)
     load_or_create_node_key(settings)
@@ -831,7 +831,7 @@ def test_cli_reports_a_bad_node_key_in_one_line(tmp_path: Path) -> None:
 # -- escalations answered from the CLI -------------------------------------------------------------------------
 def test_cli_decision_is_audited(demo: Demo, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """The decision's entry names the OS user who made it, and moves this node's checkpoint to it."""
-    from bzzz_console.cli import app
+    from bzzz_console.cli.main import app
     from bzzz_console.domain.principals import os_user
 
     db = sqlite_copy(demo.db, tmp_path / "answer.db")
@@ -895,7 +895,7 @@ def test_db_prune_keeps_what_is_in_play_and_the_trail(demo: Demo, tmp_path: Path
     conn.close()
     assert closed >= 2 and open_usage > 0
     runner = CliRunner()
-    from bzzz_console.cli import app
+    from bzzz_console.cli.main import app
 
     for bad in ("0", "-3"):
         refused = runner.invoke(app, ["db", "prune", "--older-than", bad, "--yes", "--db", url])

@@ -15,6 +15,7 @@ from typing import Any, Literal
 import pytest
 
 from bzzz_console.domain import events as events_module
+from bzzz_console.domain.bus import EventBus, Subscription
 from bzzz_console.domain.events import (
     EscalationRaised,
     Event,
@@ -27,7 +28,6 @@ from bzzz_console.domain.events import (
     to_json,
 )
 from bzzz_console.domain.threads import ThreadStatus
-from bzzz_console.runtime.bus import EventBus, Subscription
 
 EVENT_CLASSES: tuple[type[Event], ...] = typing.get_args(RuntimeEvent)
 

@@ -283,7 +283,7 @@ def test_a_database_at_an_older_schema_is_named_not_migrated_by_a_reader(good: P
 def test_a_locked_database_is_named_as_locked(tmp_path: Path) -> None:
     from sqlalchemy.exc import OperationalError
 
-    from bzzz_console.store.access import explain
+    from bzzz_console.store.errors import explain
 
     path = tmp_path / "bzzz.db"
     holder = sqlite3.connect(path, isolation_level=None)
@@ -308,7 +308,7 @@ def test_a_reader_cannot_write(store_url: str) -> None:
     transactions), not only by convention; an empty database is nothing to read."""
     from sqlalchemy.exc import DBAPIError
 
-    from bzzz_console.store.engine import NoDatabase
+    from bzzz_console.store.errors import NoDatabase
     from bzzz_console.store.repo import Store
 
     with pytest.raises(NoDatabase, match=r"^no (bzzz-console )?database at .*\(start the console or run"):

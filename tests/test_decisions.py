@@ -19,14 +19,14 @@ from mcp import Client
 from sqlalchemy import text
 from test_escalations import CHEAP, TINY, Node, acli, breached, budget_script, escalated_script, node, post
 
-from bzzz_console.audit import read_entries
 from bzzz_console.config import ConfigError, load_settings
 from bzzz_console.domain import commands as cmd
 from bzzz_console.domain import events as ev
 from bzzz_console.domain.decisions import InvalidDecision, check_amount
+from bzzz_console.domain.errors import CommandError
 from bzzz_console.domain.lifecycle import AgentState
 from bzzz_console.mcp.server import build_server
-from bzzz_console.runtime.operator import CommandError
+from bzzz_console.security.audit import read_entries
 from bzzz_console.store.repo import Store
 from bzzz_console.store.tables import BudgetRow, EscalationRow
 

@@ -25,19 +25,21 @@ from typing import Any
 import pytest
 from helpers import BIN, cli_env
 
+from bzzz_console.app import make_runtime
 from bzzz_console.config import Settings
+from bzzz_console.demo.scripted_server import Fault, ScriptedReply, ScriptedServer, ScriptedToolCall
 from bzzz_console.domain import commands as cmd
 from bzzz_console.domain import events as ev
+from bzzz_console.domain.bus import Subscription
+from bzzz_console.domain.clock import ManualClock
+from bzzz_console.domain.errors import CommandError
 from bzzz_console.domain.lifecycle import AgentState
 from bzzz_console.domain.llm import Usage
 from bzzz_console.domain.principals import os_user
 from bzzz_console.domain.threads import ThreadStatus
-from bzzz_console.runtime.bus import Subscription
-from bzzz_console.runtime.clock import ManualClock
-from bzzz_console.runtime.llm import OpenAIBackend, RetryPolicy
-from bzzz_console.runtime.operator import apply_command
-from bzzz_console.runtime.runtime import CommandError, Runtime
-from bzzz_console.runtime.scripted_server import Fault, ScriptedReply, ScriptedServer, ScriptedToolCall
+from bzzz_console.runtime.escalation.operator import apply_command
+from bzzz_console.runtime.llm.client import OpenAIBackend, RetryPolicy
+from bzzz_console.runtime.runtime import Runtime
 from bzzz_console.store.tables import BudgetRow, EscalationRow, TokenUsageRow, utc
 
 CMD_TIMEOUT = 60
@@ -213,7 +215,7 @@ async def node(
         policy=RetryPolicy(max_attempts=2, base_delay_s=0.01, timeout_s=10),
     )
     clock = clock or ManualClock(start=datetime.now(UTC))
-    rt = Runtime(make_settings(tmp_path, **sections), backend=backend, clock=clock)
+    rt = make_runtime(make_settings(tmp_path, **sections), backend=backend, clock=clock)
     events = rt.bus.subscribe()
     try:
         async with rt:
@@ -305,7 +307,7 @@ async def test_restart_brings_back_the_open_escalation_and_its_waiting_agent(tmp
 
 
 async def test_a_decision_recorded_while_the_node_was_down_is_applied_at_start(tmp_path: Path) -> None:
-    from bzzz_console.runtime.escalations import decision_record
+    from bzzz_console.domain.decisions import decision_record
     from bzzz_console.store.repo import Store
 
     async with node(tmp_path, escalated_script()) as n:
@@ -970,7 +972,7 @@ async def test_unpriced_model_cost_is_unknown_not_zero(tmp_path: Path) -> None:
         await n.start_task()
         by_agent = {c.agent_id: c for c in n.of(ev.LLMCalled)}
         usage = {u.agent_id: u for u in n.rt.store.usage()}
-        from bzzz_console.spend import spend_report
+        from bzzz_console.views.spend import spend_report
 
         report = spend_report(n.rt.store, n.rt.settings, {"architect-1": 2.0, "reviewer-1": 1.0})
     assert by_agent["reviewer-1"].model == "mystery-model" and by_agent["reviewer-1"].cost_usd is None
@@ -981,8 +983,8 @@ async def test_unpriced_model_cost_is_unknown_not_zero(tmp_path: Path) -> None:
 
 
 def test_an_unpriced_models_own_cost_is_unknown_not_zero(tmp_path: Path) -> None:
-    from bzzz_console.spend import spend_report
     from bzzz_console.store.repo import Store
+    from bzzz_console.views.spend import spend_report
 
     store = Store.open(f"sqlite:///{tmp_path / 'bzzz.db'}")
     try:
@@ -995,8 +997,8 @@ def test_an_unpriced_models_own_cost_is_unknown_not_zero(tmp_path: Path) -> None
 
 def test_per_agent_budget_totals_are_by_day(tmp_path: Path) -> None:
     # kept tiny on purpose: the spend report sums by agent, model, thread, task and day from the store
-    from bzzz_console.spend import spend_report
     from bzzz_console.store.repo import Store
+    from bzzz_console.views.spend import spend_report
 
     store = Store.open(f"sqlite:///{tmp_path / 'bzzz.db'}")
     try:

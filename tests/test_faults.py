@@ -22,11 +22,12 @@ from typing import Any
 
 import pytest
 
+from bzzz_console.app import make_runtime
 from bzzz_console.config import Settings
+from bzzz_console.demo.scripted_server import Fault, ScriptedReply, ScriptedServer, ScriptedToolCall
 from bzzz_console.domain import events as ev
-from bzzz_console.runtime.llm import OpenAIBackend, RetryPolicy
+from bzzz_console.runtime.llm.client import OpenAIBackend, RetryPolicy
 from bzzz_console.runtime.runtime import Runtime
-from bzzz_console.runtime.scripted_server import Fault, ScriptedReply, ScriptedServer, ScriptedToolCall
 
 BIN = Path(sys.executable).with_name("bzzz-console")
 BASE_DELAY_S = 0.02
@@ -125,7 +126,7 @@ def run_with(tmp_path: Path) -> Iterator[Any]:
             ),
             sleep=sleep,
         )
-        return Run(Runtime(make_settings(tmp_path, **runtime), backend=backend), server, team, slept)
+        return Run(make_runtime(make_settings(tmp_path, **runtime), backend=backend), server, team, slept)
 
     yield build
     for server in servers:

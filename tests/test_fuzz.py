@@ -36,22 +36,18 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from bzzz_console.app import make_runtime
 from bzzz_console.config import ConfigError, Settings, load_settings
+from bzzz_console.demo.team import add_demo_tasks
 from bzzz_console.domain.addresses import MAX_LENGTH, SCHEME, AddressError, SemanticAddress, parse_address
 from bzzz_console.domain.events import ErrorRaised
 from bzzz_console.domain.threads import MessageType
 from bzzz_console.p2p import wire
-from bzzz_console.runtime.demo import add_demo_tasks
 from bzzz_console.runtime.runtime import Runtime
-from bzzz_console.runtime.tools import (
-    AGENT_MESSAGE_TYPES,
-    AGENT_TOOL_NAMES,
-    ToolContext,
-    ToolOutcome,
-    registry,
-    run_tool,
-)
-from bzzz_console.store.engine import DatabaseError, make_engine
+from bzzz_console.runtime.tools.base import AGENT_MESSAGE_TYPES, ToolContext, ToolOutcome
+from bzzz_console.runtime.tools.registry import AGENT_TOOL_NAMES, registry, run_tool
+from bzzz_console.store.engine import make_engine
+from bzzz_console.store.errors import DatabaseError
 
 pytestmark = pytest.mark.filterwarnings("ignore::sqlalchemy.exc.SAWarning")  # "query option ignored"
 
@@ -447,7 +443,7 @@ def fuzz_settings(folder: Path) -> Settings:
 def demo_runtime(folder: Path) -> Iterator[tuple[asyncio.AbstractEventLoop, Runtime]]:
     """A started demo Runtime on a fresh database, the demo tasks played to idle (one thread waits on a human)."""
     loop = asyncio.new_event_loop()
-    rt = Runtime(fuzz_settings(folder), force_demo=True)
+    rt = make_runtime(fuzz_settings(folder), force_demo=True)
     loop.run_until_complete(rt.start())
     try:
         add_demo_tasks(rt.store)

@@ -14,11 +14,11 @@ from typing import Any
 
 import pytest
 
+from bzzz_console.app import make_runtime
 from bzzz_console.config import ConfigError, Settings, load_settings
+from bzzz_console.demo.team import DEMO_TASKS, add_demo_tasks
 from bzzz_console.domain import events as ev
-from bzzz_console.runtime.demo import DEMO_TASKS, add_demo_tasks
 from bzzz_console.runtime.integrations import _retry_after
-from bzzz_console.runtime.runtime import Runtime
 
 
 class Recorder:
@@ -115,7 +115,7 @@ async def test_consensus_goes_to_slurp_and_agents_to_whoosh(tmp_path: Path, serv
     settings = make_settings(
         tmp_path, slurp_url=f"{server.url}/slurp", whoosh_url=f"{server.url}/whoosh", health_interval_s=0.05
     )
-    rt = Runtime(settings, force_demo=True)
+    rt = make_runtime(settings, force_demo=True)
     events = rt.bus.subscribe()
     async with rt:
         add_demo_tasks(rt.store)
@@ -195,7 +195,7 @@ async def test_503_twice_then_200_is_retried_and_delivered(tmp_path: Path, serve
     settings = make_settings(
         tmp_path, fleet={"architect": 1}, whoosh_url=f"{server.url}/whoosh", health_interval_s=60
     )
-    rt = Runtime(settings, force_demo=True)
+    rt = make_runtime(settings, force_demo=True)
     events = rt.bus.subscribe()
     async with rt:
         await until(lambda: rt.integrations.targets["whoosh"].sent == 1)
@@ -211,7 +211,7 @@ async def test_a_client_error_is_not_retried_and_is_reported(tmp_path: Path, ser
     settings = make_settings(
         tmp_path, fleet={"architect": 1}, whoosh_url=f"{server.url}/whoosh", health_interval_s=60
     )
-    rt = Runtime(settings, force_demo=True)
+    rt = make_runtime(settings, force_demo=True)
     events = rt.bus.subscribe()
     async with rt:
         await until(lambda: rt.integrations.targets["whoosh"].failed == 1)
@@ -226,7 +226,7 @@ async def test_a_dead_url_raises_one_error_per_outage_and_the_runtime_carries_on
     settings = make_settings(
         tmp_path, fleet={"architect": 1, "reviewer": 1}, whoosh_url=url, slurp_url=url, health_interval_s=0.02
     )
-    rt = Runtime(settings, force_demo=True)
+    rt = make_runtime(settings, force_demo=True)
     events = rt.bus.subscribe()
     async with rt:
         whoosh = rt.integrations.targets["whoosh"]
@@ -262,7 +262,7 @@ async def test_recovery_ends_the_outage_and_a_new_one_is_reported_again(
         health_interval_s=0.02,
         max_attempts=1,
     )
-    rt = Runtime(settings, force_demo=True)
+    rt = make_runtime(settings, force_demo=True)
     events = rt.bus.subscribe()
     async with rt:
         whoosh = rt.integrations.targets["whoosh"]
@@ -275,7 +275,7 @@ async def test_recovery_ends_the_outage_and_a_new_one_is_reported_again(
 
 
 async def test_nothing_runs_without_urls(tmp_path: Path) -> None:
-    rt = Runtime(make_settings(tmp_path, fleet={"architect": 1}), force_demo=True)
+    rt = make_runtime(make_settings(tmp_path, fleet={"architect": 1}), force_demo=True)
     async with rt:
         assert not rt.integrations.running
         assert rt.integrations.targets == {}
@@ -291,7 +291,7 @@ async def test_stop_leaves_no_tasks(tmp_path: Path, server: Recorder) -> None:
         whoosh_url=f"{server.url}/w",
         health_interval_s=0.02,
     )
-    rt = Runtime(settings, force_demo=True)
+    rt = make_runtime(settings, force_demo=True)
     async with rt:
         assert rt.integrations.running
         assert {t.get_name() for t in integration_tasks()} == {
@@ -329,7 +329,7 @@ async def test_bearer_token_comes_from_the_named_variable(
     settings = make_settings(
         tmp_path, fleet={"architect": 1}, whoosh_url=f"{server.url}/w", whoosh_token_env="TEST_WHOOSH_TOKEN"
     )
-    async with Runtime(settings, force_demo=True):
+    async with make_runtime(settings, force_demo=True):
         await until(lambda: server.posts("/w"))
     assert server.posts("/w")[0]["headers"]["Authorization"] == "Bearer s3cret-token"
 

@@ -19,9 +19,9 @@ from typing import Any
 
 import pytest
 
+from bzzz_console.demo.scripted_server import Fault, ScriptedReply, ScriptedServer, ScriptedToolCall
 from bzzz_console.domain.llm import ChatMessage, RetryInfo, ToolCall, ToolSpec, Usage
-from bzzz_console.runtime.llm import LLMError, OpenAIBackend, RetryPolicy, parse_retry_after
-from bzzz_console.runtime.scripted_server import Fault, ScriptedReply, ScriptedServer, ScriptedToolCall
+from bzzz_console.runtime.llm.client import LLMError, OpenAIBackend, RetryPolicy, parse_retry_after
 
 pytestmark = pytest.mark.timeout(20)
 
@@ -368,7 +368,7 @@ def test_parse_retry_after() -> None:
 
 
 def test_tool_message_needs_an_id() -> None:
-    from bzzz_console.runtime.llm import to_openai_messages
+    from bzzz_console.runtime.llm.client import to_openai_messages
 
     with pytest.raises(ValueError, match="tool_call_id"):
         to_openai_messages([ChatMessage("tool", "x")])
@@ -381,7 +381,7 @@ def test_tool_message_needs_an_id() -> None:
 
 def test_importing_the_backend_does_not_import_openai() -> None:
     code = (
-        "import sys, bzzz_console.runtime.llm as m; "
+        "import sys, bzzz_console.runtime.llm.client as m; "
         "m.OpenAIBackend(base_url=None, api_key='k'); "
         "assert 'openai' not in sys.modules, sorted(k for k in sys.modules if 'openai' in k)"
     )

@@ -29,15 +29,16 @@ import pytest
 from mcp import Client, StdioServerParameters
 from mcp.client.streamable_http import streamable_http_client
 
+from bzzz_console.app import make_runtime
+from bzzz_console.cli.headless import run_headless
 from bzzz_console.config import Settings
 from bzzz_console.domain.lifecycle import AgentState
 from bzzz_console.domain.principals import os_user
-from bzzz_console.headless import run_headless
 from bzzz_console.mcp.serve import HttpServer
 from bzzz_console.mcp.server import build_server
 from bzzz_console.runtime.runtime import Runtime
-from bzzz_console.runtime.tools import agent_tool_specs, registry
-from bzzz_console.tokens import TokenBook
+from bzzz_console.runtime.tools.registry import agent_tool_specs, registry
+from bzzz_console.security.tokens import TokenBook
 
 SEED_TOOLS = ("bzzz_announce", "bzzz_lookup", "bzzz_get", "bzzz_post", "bzzz_thread", "bzzz_subscribe")
 OPERATOR_TOOLS = ("bzzz_escalations", "bzzz_decide")
@@ -87,7 +88,7 @@ def demo_settings(tmp_path: Path, demo_db: Path) -> Settings:
 
 @contextlib.asynccontextmanager
 async def node(settings: Settings, *, readonly: bool = False) -> AsyncIterator[tuple[Runtime, Client]]:
-    async with Runtime(settings, force_demo=True) as rt:
+    async with make_runtime(settings, force_demo=True) as rt:
         await asyncio.wait_for(rt.wait_idle(), 30)
         async with Client(build_server(rt, readonly=readonly)) as client:
             yield rt, client
@@ -915,7 +916,7 @@ async def test_the_mcp_server_itself_is_never_a_webhook_target(tmp_path: Path) -
     port = free_port()
     hosts = [f"127.0.0.1:{port}", f"localhost:{port}", f"[::1]:{port}", f"0.0.0.0:{port}"]
     settings = _settings(tmp_path, mcp={"webhook_hosts": hosts})
-    async with Runtime(settings, force_demo=True) as rt:
+    async with make_runtime(settings, force_demo=True) as rt:
         server = HttpServer(rt, port, book(settings), readonly=False)
         await server.start()
         try:
@@ -1042,7 +1043,7 @@ async def http_client(url: str, token: str) -> AsyncIterator[Client]:
 
 async def test_http_needs_the_bearer_token(settings: Settings) -> None:
     token = operator_token(settings)
-    async with Runtime(settings, force_demo=True) as rt:
+    async with make_runtime(settings, force_demo=True) as rt:
         server = HttpServer(rt, free_port(), book(settings), readonly=False)
         await server.start()
         try:
@@ -1077,7 +1078,7 @@ async def test_http_needs_the_bearer_token(settings: Settings) -> None:
 
 async def test_http_readonly_refuses_decide(demo_settings: Settings) -> None:
     token = operator_token(demo_settings)
-    async with Runtime(demo_settings, force_demo=True) as rt:
+    async with make_runtime(demo_settings, force_demo=True) as rt:
         server = HttpServer(rt, free_port(), book(demo_settings), readonly=True)
         await server.start()
         try:

@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 
 from bzzz_console.config import OptimizerSettings
 from bzzz_console.domain.threads import MessageType, ThreadMessage
-from bzzz_console.runtime.optimizer import (
+from bzzz_console.runtime.llm.optimizer import (
     ContextPlan,
     choose_model,
     history_tokens,
@@ -489,10 +489,10 @@ def test_never_drops_a_pinned_message(
 
 def test_task_card_leaves_out_the_description_the_opening_already_carries() -> None:
     from bzzz_console.domain.lifecycle import AgentState
+    from bzzz_console.domain.specs import AgentSpec
+    from bzzz_console.domain.state import Agent, Participant, ThreadState
     from bzzz_console.domain.threads import ThreadStatus
-    from bzzz_console.runtime.model import Agent, Participant, ThreadState
-    from bzzz_console.runtime.prompts import build_messages
-    from bzzz_console.runtime.specs import AgentSpec
+    from bzzz_console.runtime.llm.prompts import build_messages
 
     description = "Limit requests per API key across all gateway nodes; bursts are allowed, abuse is not."
     spec = AgentSpec(role="architect", model="gpt-4o", capabilities=("x",), reasoning_prompts={"system": "S"})

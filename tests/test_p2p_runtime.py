@@ -28,13 +28,13 @@ from bzzz_console.config import ConfigError, load_settings
 from bzzz_console.domain import commands as cmd
 from bzzz_console.domain import events as ev
 from bzzz_console.domain.addresses import parse_address
+from bzzz_console.domain.errors import CommandError
 from bzzz_console.domain.lifecycle import AgentState
 from bzzz_console.p2p.node import NodeConfig, P2PError, P2PNode
 from bzzz_console.p2p.signing import SignatureError, public_key_of_peer, sign, verify
 from bzzz_console.p2p.tasks import network_task_id
 from bzzz_console.p2p.wire import MessageType, WireMessage
-from bzzz_console.runtime.directory import lookup_agents
-from bzzz_console.runtime.operator import CommandError
+from bzzz_console.runtime.tools.directory import lookup_agents
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(120)]
 DEADLINE_S = 30.0

@@ -23,16 +23,17 @@ import pytest
 from mcp import Client, StdioServerParameters
 from mcp.client.streamable_http import streamable_http_client
 
+from bzzz_console.app import make_runtime
+from bzzz_console.cli.headless import run_headless
 from bzzz_console.config import Settings
 from bzzz_console.domain import commands as cmd
 from bzzz_console.domain import events as ev
+from bzzz_console.domain.errors import CommandError
 from bzzz_console.domain.principals import os_user
-from bzzz_console.headless import run_headless
 from bzzz_console.mcp.serve import HttpServer
-from bzzz_console.runtime.operator import CommandError
 from bzzz_console.runtime.runtime import Runtime
+from bzzz_console.security.tokens import TokenBook
 from bzzz_console.store.tables import EscalationRow, now_utc
-from bzzz_console.tokens import TokenBook
 from tests.helpers import BIN, cli_env, eventually
 
 
@@ -70,7 +71,7 @@ def _port() -> int:
 @contextlib.asynccontextmanager
 async def served(settings: Settings) -> AsyncIterator[tuple[Runtime, HttpServer, TokenBook]]:
     book = TokenBook(settings.resolved_data_dir())
-    async with Runtime(settings, force_demo=True) as rt:
+    async with make_runtime(settings, force_demo=True) as rt:
         await asyncio.wait_for(rt.wait_idle(), 30)
         server = HttpServer(rt, _port(), book, readonly=False)
         await server.start()
@@ -248,7 +249,7 @@ async def test_the_owner_of_an_agent_cannot_answer_its_escalation(tmp_path: Path
 # -- two-person rule ---------------------------------------------------------------------------------------
 async def test_two_person_rule_needs_two_distinct_operators(tmp_path: Path, demo_db: Path) -> None:
     _copy(demo_db, tmp_path)
-    async with Runtime(
+    async with make_runtime(
         _settings(tmp_path, escalation={"two_person": ["high", "critical"]}), force_demo=True
     ) as rt:
         seen: list[Any] = []
@@ -277,7 +278,7 @@ async def test_two_person_rule_needs_two_distinct_operators(tmp_path: Path, demo
 
 async def test_two_person_rule_names_are_checked(tmp_path: Path) -> None:
     with pytest.raises(Exception, match=r"escalation\.two_person.*'hihg'"):
-        async with Runtime(_settings(tmp_path, escalation={"two_person": ["hihg"]}), force_demo=True):
+        async with make_runtime(_settings(tmp_path, escalation={"two_person": ["hihg"]}), force_demo=True):
             pass
 
 
@@ -366,7 +367,7 @@ async def test_the_cli_is_the_second_operator_and_records_its_os_user(tmp_path: 
         '[escalation]\ntwo_person = ["high"]\n'
     )
     settings = _settings(tmp_path, escalation={"two_person": ["high"]})
-    async with Runtime(settings, force_demo=True) as rt:
+    async with make_runtime(settings, force_demo=True) as rt:
         [escalation] = rt.store.escalations("open")
         # the same OS user twice is one operator, whatever label it gives
         first = await asyncio.to_thread(

@@ -9,7 +9,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from bzzz_console.config import SecuritySettings, Settings, load_settings
-from bzzz_console.redaction import Redactor, luhn_ok, redact, redactor_for, tag
+from bzzz_console.security.redaction import Redactor, luhn_ok, redact, redactor_for, tag
 
 R = Redactor(secrets=())
 
@@ -67,7 +67,7 @@ def test_live_keys_are_redacted_whatever_their_shape_and_the_settings() -> None:
 
 
 def test_the_process_live_keys_are_used_by_default(tmp_path: object) -> None:
-    from bzzz_console.secrets import remember_secret
+    from bzzz_console.security.secrets import remember_secret
 
     remember_secret("LiveKeyValue-0123456789")
     assert redact("x LiveKeyValue-0123456789 y", "export") == "x [redacted:api_key] y"
@@ -246,10 +246,10 @@ def test_the_prompt_is_redacted_but_its_structure_stays() -> None:
     """What the demo model parses (the context card, the history lines) survives redaction."""
     from datetime import datetime
 
+    from bzzz_console.domain.specs import AgentSpec
+    from bzzz_console.domain.state import Agent, Participant, ThreadState
     from bzzz_console.domain.threads import MessageType, ThreadMessage, ThreadStatus
-    from bzzz_console.runtime.model import Agent, Participant, ThreadState
-    from bzzz_console.runtime.prompts import build_messages
-    from bzzz_console.runtime.specs import AgentSpec
+    from bzzz_console.runtime.llm.prompts import build_messages
     from bzzz_console.store.tables import utc
 
     spec = AgentSpec(role="architect", model="gpt-4o", capabilities=("x",), reasoning_prompts={"system": "S"})

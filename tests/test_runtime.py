@@ -9,14 +9,16 @@ from typing import Any
 
 import pytest
 
+from bzzz_console.app import make_runtime
 from bzzz_console.config import Settings
+from bzzz_console.demo.scripted_server import Fault, ScriptedReply, ScriptedServer, ScriptedToolCall
+from bzzz_console.demo.team import add_demo_tasks
 from bzzz_console.domain import commands as cmd
 from bzzz_console.domain import events as ev
+from bzzz_console.domain.errors import CommandError
 from bzzz_console.domain.lifecycle import ALLOWED_TRANSITIONS, AgentState
-from bzzz_console.runtime.demo import add_demo_tasks
-from bzzz_console.runtime.llm import OpenAIBackend, RetryPolicy
-from bzzz_console.runtime.runtime import CommandError, Runtime
-from bzzz_console.runtime.scripted_server import Fault, ScriptedReply, ScriptedServer, ScriptedToolCall
+from bzzz_console.runtime.llm.client import OpenAIBackend, RetryPolicy
+from bzzz_console.runtime.runtime import Runtime
 from bzzz_console.store.repo import Store
 
 
@@ -35,7 +37,7 @@ async def run_until_idle(rt: Runtime, timeout: float = 30) -> None:
 
 
 async def test_demo_team_reaches_consensus_twice_and_escalates_once(tmp_path: Path) -> None:
-    rt = Runtime(make_settings(tmp_path), force_demo=True)
+    rt = make_runtime(make_settings(tmp_path), force_demo=True)
     events = rt.bus.subscribe()
     async with rt:
         add_demo_tasks(rt.store)
@@ -79,13 +81,13 @@ async def test_demo_team_reaches_consensus_twice_and_escalates_once(tmp_path: Pa
 
 async def test_restart_restores_waiting_thread_and_escalating_agent(tmp_path: Path) -> None:
     settings = make_settings(tmp_path)
-    async with Runtime(settings, force_demo=True) as rt:
+    async with make_runtime(settings, force_demo=True) as rt:
         add_demo_tasks(rt.store)
         rt.capacity_changed()
         await run_until_idle(rt)
         waiting = [t.id for t in rt.store.threads("waiting_human")]
         escalating = [a.id for a in rt.agents.values() if a.state is AgentState.ESCALATING]
-    rt2 = Runtime(settings, force_demo=True)
+    rt2 = make_runtime(settings, force_demo=True)
     events = rt2.bus.subscribe()
     async with rt2:
         await run_until_idle(rt2)
@@ -100,7 +102,7 @@ async def test_restart_restores_waiting_thread_and_escalating_agent(tmp_path: Pa
 
 async def test_memory_is_scoped_to_its_project(tmp_path: Path) -> None:
     settings = make_settings(tmp_path, fleet={"architect": 1, "reviewer": 1})
-    rt = Runtime(settings, force_demo=True)
+    rt = make_runtime(settings, force_demo=True)
     async with rt:
         task = {
             "title": "Design the rate limiter for the public API",
@@ -168,7 +170,7 @@ async def _with_server(tmp_path: Path, responder: Any, **runtime: Any) -> tuple[
         policy=RetryPolicy(max_attempts=2, base_delay_s=0.01, timeout_s=5),
     )
     settings = make_settings(tmp_path, fleet={"architect": 1, "reviewer": 1}, **runtime)
-    return Runtime(settings, backend=backend), server
+    return make_runtime(settings, backend=backend), server
 
 
 async def test_bad_tool_arguments_come_back_as_errors_and_the_turn_goes_on(tmp_path: Path) -> None:
@@ -283,7 +285,7 @@ async def test_paused_agent_holds_its_turn_and_human_messages_reach_the_next_pro
 
 
 async def test_task_for_a_role_nobody_has_is_blocked_with_a_reason(tmp_path: Path) -> None:
-    rt = Runtime(make_settings(tmp_path, fleet={"architect": 1}), force_demo=True)
+    rt = make_runtime(make_settings(tmp_path, fleet={"architect": 1}), force_demo=True)
     events = rt.bus.subscribe()
     async with rt:
         task = rt.store.add_task(
@@ -298,7 +300,7 @@ async def test_task_for_a_role_nobody_has_is_blocked_with_a_reason(tmp_path: Pat
 
 
 async def test_commands_fail_clearly(tmp_path: Path) -> None:
-    async with Runtime(make_settings(tmp_path), force_demo=True) as rt:
+    async with make_runtime(make_settings(tmp_path), force_demo=True) as rt:
         with pytest.raises(CommandError, match="no agent 'ghost'"):
             await rt.submit(cmd.Pause(agent_id="ghost"))
         with pytest.raises(CommandError, match="not open"):
@@ -310,7 +312,7 @@ async def test_commands_fail_clearly(tmp_path: Path) -> None:
 async def test_terminating_an_escalating_agent_cancels_its_escalation_and_the_thread_goes_on(
     tmp_path: Path,
 ) -> None:
-    rt = Runtime(make_settings(tmp_path), force_demo=True)
+    rt = make_runtime(make_settings(tmp_path), force_demo=True)
     events = rt.bus.subscribe()
     async with rt:
         add_demo_tasks(rt.store)
@@ -340,7 +342,7 @@ async def test_terminating_an_escalating_agent_cancels_its_escalation_and_the_th
 
 
 async def test_tasks_are_stored_redacted(tmp_path: Path) -> None:
-    async with Runtime(make_settings(tmp_path, fleet={"architect": 1}), force_demo=True) as rt:
+    async with make_runtime(make_settings(tmp_path, fleet={"architect": 1}), force_demo=True) as rt:
         task = await rt.submit(
             cmd.AddTask(
                 title="Mail ops@example.com", description="Call +1 415 555 0100", roles=("architect",)

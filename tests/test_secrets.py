@@ -22,12 +22,12 @@ import pytest
 from helpers import BIN, cli_env
 
 from bzzz_console.config import ConfigError, Settings
+from bzzz_console.demo.scripted_server import ScriptedReply, ScriptedServer, ScriptedToolCall
 from bzzz_console.domain.llm import ChatMessage
 from bzzz_console.resources import agents_dir
-from bzzz_console.runtime.llm import LLMError, OpenAIBackend
-from bzzz_console.runtime.provider import KeyCache, choose_provider, make_backend
-from bzzz_console.runtime.scripted_server import ScriptedReply, ScriptedServer, ScriptedToolCall
-from bzzz_console.secrets import (
+from bzzz_console.runtime.llm.client import LLMError, OpenAIBackend
+from bzzz_console.runtime.llm.provider import KeyCache, choose_provider, make_backend
+from bzzz_console.security.secrets import (
     KEYRING_SERVICE,
     KeyProblem,
     ResolvedKey,
@@ -267,7 +267,7 @@ def test_a_refused_key_file_stops_the_start_instead_of_falling_back_to_the_demo(
     keys: Path, no_keyring: None, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     put_file(keys, "default", "sk-test-abcdefghijklmnop1234", 0o644)
-    monkeypatch.setattr("bzzz_console.secrets.keys_dir", lambda: keys)
+    monkeypatch.setattr("bzzz_console.security.secrets.keys_dir", lambda: keys)
     with pytest.raises(ConfigError, match="permissions are 0644"):
         choose_provider(Settings(), environ={})
 
@@ -284,7 +284,7 @@ def test_a_symlinked_key_file_is_refused(keys: Path, tmp_path: Path, no_keyring:
 def test_the_provider_label_says_where_the_key_came_from(
     keys: Path, memory_keyring: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr("bzzz_console.secrets.keys_dir", lambda: keys)
+    monkeypatch.setattr("bzzz_console.security.secrets.keys_dir", lambda: keys)
     assert (
         choose_provider(Settings(), environ={"OPENAI_API_KEY": "e" * 24}).label
         == "OpenAI (key from environment)"
@@ -370,7 +370,7 @@ async def test_the_backend_calls_with_each_agents_key_and_a_rotated_key(keys: Pa
 async def test_an_agent_entry_without_a_key_fails_the_call_clearly(
     keys: Path, no_keyring: None, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr("bzzz_console.secrets.keys_dir", lambda: keys)
+    monkeypatch.setattr("bzzz_console.security.secrets.keys_dir", lambda: keys)
     put_file(keys, "default", "shared-key-123456789")
     settings = Settings()
     choice = choose_provider(settings, environ={})
@@ -387,10 +387,10 @@ async def test_per_agent_keys_in_a_running_node(
     tmp_path: Path, keys: Path, no_keyring: None, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The reviewer's spec names its own entry: its calls carry that key, the others' the shared one."""
-    from bzzz_console.runtime.demo import DemoResponder
-    from bzzz_console.runtime.runtime import Runtime
+    from bzzz_console.app import make_runtime
+    from bzzz_console.demo.team import DemoResponder
 
-    monkeypatch.setattr("bzzz_console.secrets.keys_dir", lambda: keys)
+    monkeypatch.setattr("bzzz_console.security.secrets.keys_dir", lambda: keys)
     folder = tmp_path / "agents"
     shutil.copytree(agents_dir(), folder)
     spec = folder / "reviewer.toml"
@@ -420,7 +420,7 @@ async def test_per_agent_keys_in_a_running_node(
                 },
             }
         )
-        rt = Runtime(settings)
+        rt = make_runtime(settings)
         async with rt:
             assert rt.provider is not None and rt.provider.label.endswith("(key from file)")
             rt.store.add_task(
@@ -536,7 +536,7 @@ def test_key_set_status_delete_through_the_cli(tmp_path: Path) -> None:
 def test_a_sentinel_key_reaches_no_file_and_no_output(tmp_path: Path) -> None:
     """The key comes from the 0600 file; the scripted model accepts only it, and echoes it (and the task's email)
     into every message it posts. Afterwards the key is in no file but its own, and in no command's output."""
-    from bzzz_console.runtime.demo import DemoResponder
+    from bzzz_console.demo.team import DemoResponder
 
     sentinel = "Zq" + secrets.token_hex(24)  # no known key shape: only live-key redaction can catch it
     email = "alice.operator@example.com"
@@ -628,7 +628,7 @@ def test_a_headless_linux_box_does_not_pay_for_importing_keyring(tmp_path: Path)
     for name in ("DBUS_SESSION_BUS_ADDRESS", "PYTHON_KEYRING_BACKEND", "XDG_RUNTIME_DIR"):
         env.pop(name, None)
     code = (
-        "import sys; from bzzz_console.config import Settings; from bzzz_console.secrets import resolve_key; "
+        "import sys; from bzzz_console.config import Settings; from bzzz_console.security.secrets import resolve_key; "
         "k = resolve_key(Settings(), environ={}); print(k.value, 'keyring' in sys.modules)"
     )
     done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)

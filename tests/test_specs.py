@@ -9,9 +9,9 @@ import pytest
 
 from bzzz_console.config import ConfigError
 from bzzz_console.domain.llm import Usage
+from bzzz_console.domain.specs import AgentSpec, load_spec, load_specs
 from bzzz_console.resources import agents_dir
-from bzzz_console.runtime.pricing import Price, PricingTable, load_pricing
-from bzzz_console.runtime.specs import AgentSpec, load_spec, load_specs
+from bzzz_console.runtime.llm.pricing import Price, PricingTable, load_pricing
 
 SEED_CAPABILITIES = {
     "architect": ("system_design", "architecture_review", "technology_selection", "scalability_analysis"),

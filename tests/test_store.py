@@ -15,8 +15,9 @@ from sqlalchemy import inspect, text
 from sqlalchemy.exc import IntegrityError
 
 from bzzz_console.domain.threads import MessageType
-from bzzz_console.store.engine import MIGRATIONS_DIR, DatabaseError, make_engine, upgrade
-from bzzz_console.store.repo import NotFound, Store, new_id
+from bzzz_console.store.engine import MIGRATIONS_DIR, make_engine, upgrade
+from bzzz_console.store.errors import DatabaseError, NotFound
+from bzzz_console.store.repo import Store, new_id
 from bzzz_console.store.tables import (
     DecisionRow,
     EpisodeRow,

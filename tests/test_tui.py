@@ -27,13 +27,14 @@ from textual.pilot import Pilot
 from textual.screen import Screen
 from textual.widgets import Input, Static
 
+from bzzz_console.app import make_runtime
+from bzzz_console.cli.headless import seed_demo_tasks
 from bzzz_console.config import Settings
 from bzzz_console.domain import commands as cmd
 from bzzz_console.domain import events as ev
+from bzzz_console.domain.bus import Subscription
 from bzzz_console.domain.lifecycle import AgentState
 from bzzz_console.domain.principals import os_user
-from bzzz_console.headless import seed_demo_tasks
-from bzzz_console.runtime.bus import Subscription
 from bzzz_console.runtime.runtime import Runtime
 from bzzz_console.store.tables import EscalationRow
 from bzzz_console.tui.app import BzzzApp
@@ -197,7 +198,7 @@ def escalated_db(tmp_path_factory: pytest.TempPathFactory) -> Path:
     seed_demo_tasks(settings)
 
     async def play() -> None:
-        async with Runtime(settings, force_demo=True) as rt:
+        async with make_runtime(settings, force_demo=True) as rt:
             await asyncio.wait_for(rt.wait_idle(), WAIT_S)
             assert [(e.rule, e.agent_id) for e in rt.store.escalations("open")] == [
                 ("Agent Request", "reviewer-1")

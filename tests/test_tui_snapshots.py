@@ -34,8 +34,8 @@ import pytest
 from textual.pilot import Pilot
 
 from bzzz_console.config import Settings
+from bzzz_console.demo.team import DEMO_TASKS
 from bzzz_console.domain import commands as cmd
-from bzzz_console.runtime.demo import DEMO_TASKS
 from bzzz_console.store.repo import Store
 from bzzz_console.tui import clock
 from bzzz_console.tui.app import BzzzApp
@@ -68,8 +68,8 @@ class FrozenDatetime(datetime, metaclass=_FrozenMeta):
 WALL_CLOCKS = (
     "bzzz_console.domain.events",  # Event.at
     "bzzz_console.store.tables",  # now_utc(): row timestamps
-    "bzzz_console.runtime.clock",  # SystemClock: thread ages, deadlines, message times
-    "bzzz_console.spend",  # "today"
+    "bzzz_console.domain.clock",  # SystemClock: thread ages, deadlines, message times
+    "bzzz_console.views.spend",  # "today"
 )
 
 
@@ -110,7 +110,7 @@ def frozen(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Settings:
 
 def demo_app(settings: Settings) -> BzzzApp:
     """The console on the demo team; the two tasks that end in consensus are waiting (see :func:`settled`)."""
-    from bzzz_console.runtime.runtime import Runtime
+    from bzzz_console.app import make_runtime
 
     store = Store.open(settings.database_url())
     try:
@@ -119,7 +119,7 @@ def demo_app(settings: Settings) -> BzzzApp:
                 store.add_task(project=settings.runtime.project, source="demo", **task)
     finally:
         store.close()
-    runtime = Runtime(settings, force_demo=True)
+    runtime = make_runtime(settings, force_demo=True)
     runtime.node_id = "node-1"  # not this machine's host name
     return BzzzApp(settings, demo=True, runtime=runtime)
 

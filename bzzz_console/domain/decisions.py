@@ -2,7 +2,7 @@
 
 Pure: these checks need nothing but the command and the configured cap. Whether a well-formed decision can be
 carried out on this node (is there a cheaper model, an agent to stop, a free agent to take over) needs the node's
-state: :mod:`bzzz_console.runtime.decision_checks`. Both run before anything is recorded, so a refused decision
+state: :mod:`bzzz_console.runtime.escalation.checks`. Both run before anything is recorded, so a refused decision
 leaves the escalation open.
 """
 
@@ -13,6 +13,8 @@ from collections.abc import Mapping
 from typing import Any
 
 from bzzz_console.domain import commands as cmd
+from bzzz_console.domain.errors import CommandError
+from bzzz_console.domain.principals import shown_as
 
 
 class InvalidDecision(ValueError):
@@ -74,3 +76,22 @@ def failure_note(failure: Mapping[str, Any] | None) -> str | None:
         f"the last decision ({failure.get('kind', '?')} by {failure.get('by', '?')}) could not be applied: "
         f"{failure.get('error', 'unknown error')}"
     )
+
+
+def validate_decision(command: cmd.Decision, max_raise_usd: float) -> None:
+    """The form of a decision (text, amounts under ``budgets.max_raise_usd`` …), checked by every path; a
+    CommandError naming the field if it is wrong."""
+    try:
+        check_decision(command, max_raise_usd=max_raise_usd)
+    except InvalidDecision as exc:
+        raise CommandError(str(exc), exc.field) from None
+
+
+def decision_record(command: cmd.Decision) -> dict[str, Any]:
+    """What is stored and signed of a decision: its kind, who made it (as shown), and its arguments."""
+    data: dict[str, Any] = {"kind": command.kind, "by": shown_as(command.operator, command.label)}
+    for name in ("note", "reason", "text", "to", "amount_usd", "model"):
+        value = getattr(command, name, None)
+        if value not in (None, ""):
+            data[name] = value
+    return data

@@ -10,6 +10,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
+from typing import Literal
 
 
 class MessageType(StrEnum):
@@ -47,6 +48,14 @@ class Priority(StrEnum):
     MEDIUM = "medium"
     HIGH = "high"
     URGENT = "urgent"
+
+
+PRIORITIES: tuple[str, ...] = tuple(Priority)
+"""Task and escalation priorities, lowest first (``max(…, key=PRIORITIES.index)`` is the most urgent)."""
+PriorityName = Literal["low", "medium", "high", "urgent"]
+"""The same four, for typed arguments (a Literal must spell them; the test suite checks they agree)."""
+URGENCY = {name: rank for rank, name in enumerate(reversed(PRIORITIES))}
+"""Sort key, most urgent first: urgent 0 … low 3."""
 
 
 SYSTEM_AUTHOR = "system"

@@ -12,13 +12,11 @@ from typing import TYPE_CHECKING, Any
 
 from bzzz_console.config import Settings
 from bzzz_console.domain.principals import Principal, local_operator
-from bzzz_console.tokens import TokenBook, TokenError
+from bzzz_console.mcp.server import PRINCIPAL_SCOPE_KEY
+from bzzz_console.security.tokens import TokenBook, TokenError
 
 if TYPE_CHECKING:
     from bzzz_console.runtime.runtime import Runtime
-
-PRINCIPAL_SCOPE_KEY = "bzzz.principal"
-"""Where :class:`BearerAuth` leaves the request's principal in the ASGI scope; the tools read it from there."""
 
 
 class BearerAuth:
@@ -116,10 +114,10 @@ async def run_mcp(
 ) -> int:
     """``bzzz-console mcp``: a headless runtime on the configured database, serving the bzzz tools. stdio serves
     the local user as operator, or (``--agent NAME``) one outside agent; HTTP serves whoever holds a token."""
-    from bzzz_console.runtime.runtime import Runtime
+    from bzzz_console.app import make_runtime
 
     tokens = TokenBook(settings.resolved_data_dir())
-    runtime = Runtime(settings, force_demo=demo)
+    runtime = make_runtime(settings, force_demo=demo)
     await runtime.start()
     try:
         if http_port is None:

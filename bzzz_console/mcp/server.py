@@ -17,14 +17,17 @@ from typing import TYPE_CHECKING, Annotated, Any
 from pydantic import BaseModel, Field
 
 from bzzz_console.domain.principals import Principal, local_operator
-from bzzz_console.runtime.tools import Tool, ToolContext, ToolError, registry, run_tool
+from bzzz_console.runtime.tools.base import Tool, ToolContext, ToolError
+from bzzz_console.runtime.tools.registry import registry, run_tool
 
 if TYPE_CHECKING:
     from mcp.server.mcpserver import MCPServer
 
     from bzzz_console.runtime.runtime import Runtime
-    from bzzz_console.tokens import TokenBook
+    from bzzz_console.security.tokens import TokenBook
 
+PRINCIPAL_SCOPE_KEY = "bzzz.principal"
+"""Where the HTTP server's bearer-token check leaves the request's principal in the ASGI scope; tools read it."""
 OPERATOR_TOOLS = frozenset({"bzzz_escalations", "bzzz_decide"})
 
 INSTRUCTIONS = (
@@ -59,8 +62,6 @@ def _signature(tool: Tool, context_type: type) -> inspect.Signature:
 
 def _caller(ctx: Any, fixed: Principal | None) -> Principal | None:
     """The request's principal: the one its bearer token named (HTTP), else the one the server was started for."""
-    from bzzz_console.mcp.serve import PRINCIPAL_SCOPE_KEY
-
     request = getattr(getattr(ctx, "_request_context", None), "request", None)
     scope = getattr(request, "scope", None)
     found = scope.get(PRINCIPAL_SCOPE_KEY) if isinstance(scope, dict) else None

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 from bzzz_console.domain import commands as cmd
 from bzzz_console.domain import events as ev
+from bzzz_console.domain.threads import PRIORITIES
 from bzzz_console.p2p.agents import NAME, remote_name
 from bzzz_console.p2p.signing import SignatureError, sign, verify
 from bzzz_console.p2p.wire import MessageType, format_timestamp, parse_timestamp
@@ -28,7 +29,6 @@ from bzzz_console.store.tables import EscalationRow, utc
 if TYPE_CHECKING:
     from bzzz_console.p2p.service import Network
 
-PRIORITIES = ("low", "medium", "high", "urgent")
 DEFAULT_ACTIONS = ("hold", "approve", "reject")
 DETAILS = ("note", "reason", "text", "to", "amount_usd", "model")
 OUTCOME_OF_STATE = {"answered": "applied", "expired": "expired", "cancelled": "cancelled"}
@@ -56,7 +56,7 @@ class EscalationSync:
         """Our requests waiting for the owner's answer: request id → (escalation id, future)."""
 
     def close(self) -> None:
-        from bzzz_console.runtime.operator import CommandError
+        from bzzz_console.domain.errors import CommandError
 
         for _, future in self.pending.values():
             if not future.done():
@@ -189,12 +189,12 @@ class EscalationSync:
         elif status == "refused":
             waiting = self.pending.get(str(data.get("request_id")))
             if waiting is not None and not waiting[1].done():
-                from bzzz_console.runtime.operator import CommandError
+                from bzzz_console.domain.errors import CommandError
 
                 waiting[1].set_exception(CommandError(str(data.get("error") or "refused by its node")))
 
     def _apply_request(self, data: dict[str, Any], author: str) -> None:
-        from bzzz_console.runtime.operator import CommandError, decide
+        from bzzz_console.domain.errors import CommandError
 
         request_id = str(data.get("request_id") or "")
         row = self.rt.store.get_escalation(data["escalation_id"])
@@ -214,8 +214,8 @@ class EscalationSync:
                 "request_id": request_id,
                 "signed": data,
             }  # the proof stays with the record
-            decided = decide(
-                self.rt, command, extra
+            decided = self.rt.decide(
+                command, extra
             )  # publishes EscalationAnswered → on_event sends the outcome
             if (
                 decided.state == "open"
@@ -237,7 +237,7 @@ class EscalationSync:
             self.net.queue(MessageType.ESCALATION_DECISION, self._signed(refusal))
 
     def _settle(self, data: dict[str, Any], author: str, status: str) -> None:
-        from bzzz_console.runtime.operator import CommandError
+        from bzzz_console.domain.errors import CommandError
 
         esc_id, kind, by = data["escalation_id"], data["decision"], data["by"]
         details = data.get("details") if isinstance(data.get("details"), dict) else {}
@@ -287,11 +287,11 @@ class EscalationSync:
     # -- answering another node's escalation --------------------------------------------------------------
     async def decide_remote(self, command: cmd.Decision, row: EscalationRow) -> EscalationRow:
         """Ask the owner to apply ``command``; its confirmation (the settled mirror) or a CommandError."""
-        from bzzz_console.runtime.escalations import decision_record
-        from bzzz_console.runtime.operator import CommandError, validate_decision
+        from bzzz_console.domain.decisions import decision_record, validate_decision
+        from bzzz_console.domain.errors import CommandError
         from bzzz_console.store.repo import new_id
 
-        validate_decision(command, self.rt.settings)
+        validate_decision(command, self.rt.settings.budgets.max_raise_usd)
         origin = row.origin_peer or ""
         if not self.net.running:
             raise CommandError("the network is not running: another node's escalation cannot be answered")

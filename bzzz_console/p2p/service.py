@@ -35,8 +35,8 @@ from bzzz_console.p2p.wire import MessageType, WireMessage
 if TYPE_CHECKING:
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-    from bzzz_console.runtime.model import Agent
-    from bzzz_console.runtime.runtime import Runtime
+    from bzzz_console.domain.state import Agent
+    from bzzz_console.p2p.host import Host
 
 log = logging.getLogger(__name__)
 STATE_BATCH = 20
@@ -53,7 +53,7 @@ class RemoteNode:
 
 
 class Network:
-    def __init__(self, rt: Runtime) -> None:
+    def __init__(self, rt: Host) -> None:
         self.rt = rt
         self.settings = rt.settings.p2p
         self.node: P2PNode | None = None
@@ -82,7 +82,7 @@ class Network:
         """Start the node and join the network; P2PError (one line) if it cannot listen or start."""
         from cryptography.hazmat.primitives.serialization import Encoding, NoEncryption, PrivateFormat
 
-        from bzzz_console.nodekey import load_or_create_node_key
+        from bzzz_console.security.nodekey import load_or_create_node_key
 
         self.key = await asyncio.to_thread(load_or_create_node_key, self.rt.settings)
         seed = self.key.private_bytes(Encoding.Raw, PrivateFormat.Raw, NoEncryption())

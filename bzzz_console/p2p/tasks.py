@@ -14,6 +14,7 @@ import hashlib
 from typing import TYPE_CHECKING, Any
 
 from bzzz_console.domain import events as ev
+from bzzz_console.domain.threads import PRIORITIES
 from bzzz_console.p2p.wire import MessageType
 
 if TYPE_CHECKING:
@@ -27,7 +28,7 @@ def network_task_id(announcer: str, task_id: str) -> str:
 
 
 def _priority(value: object) -> str:
-    if isinstance(value, str) and value in ("low", "medium", "high", "urgent"):
+    if isinstance(value, str) and value in PRIORITIES:
         return value
     if isinstance(value, int) and not isinstance(value, bool):
         return PRIORITY_NAMES.get(value, "medium")
@@ -44,7 +45,7 @@ class TaskExchange:
     def on_event(self, event: ev.Event) -> None:
         settings = self.net.settings
         if isinstance(event, ev.TaskAdded) and settings.announce_tasks:
-            from bzzz_console.store.repo import NotFound
+            from bzzz_console.store.errors import NotFound
 
             try:
                 task = self.rt.store.get_task(event.task_id)
@@ -93,7 +94,7 @@ class TaskExchange:
         description = data.get("description", data.get("body", ""))
         project = data.get("project", self.rt.settings.runtime.project)
         task_id = network_task_id(author, str(raw_id))
-        from bzzz_console.redaction import redactor_for
+        from bzzz_console.security.redaction import redactor_for
 
         redact = redactor_for(self.rt.settings.security)
         row = self.rt.store.add_network_task(

@@ -25,10 +25,10 @@ import logging
 from typing import TYPE_CHECKING, Any
 
 from bzzz_console.domain import events as ev
+from bzzz_console.domain.state import Participant, ThreadState
 from bzzz_console.domain.threads import SYSTEM_AUTHOR, MessageType, ThreadStatus
 from bzzz_console.p2p.agents import remote_name
 from bzzz_console.p2p.wire import MessageType as Wire
-from bzzz_console.runtime.model import Participant, ThreadState
 from bzzz_console.store.tables import MessageRow, ParticipantRow, ThreadRow
 
 if TYPE_CHECKING:
@@ -180,7 +180,7 @@ class ThreadSync:
         conv = self.rt.conversations
         if status is not ThreadStatus.ACTIVE and status is not ThreadStatus.WAITING_HUMAN:
             outcome = "consensus" if status is ThreadStatus.CLOSED else status.value
-            conv._finish(thread, status, outcome, "done", data["content"], None, None)
+            conv.finish(thread, status, outcome, "done", data["content"], None, None)
             return
         if author in thread.participant_ids:
             await conv.post_from_agent(author, thread.id, kind, data["content"], ends_turn=True)
@@ -191,7 +191,7 @@ class ThreadSync:
                 thread.id, author=SYSTEM_AUTHOR, role="system", type=kind.value, content=data["content"]
             )
             thread.messages.append(message)
-            conv._publish_message(message)
+            conv.publish_message(message)
         turn = data.get("turn")
         if isinstance(turn, int) and turn >= 0:
             thread.turn_count = turn  # the host's turn order is the thread's
@@ -259,7 +259,7 @@ class ThreadSync:
                 participants=tuple(thread.participant_ids),
             )
         )
-        conv._publish_message(thread.messages[0])
+        conv.publish_message(thread.messages[0])
         for name in ours:
             conv.join(self.rt.agents[name], thread)
         conv.start_driver(thread)
@@ -268,7 +268,7 @@ class ThreadSync:
         return thread
 
     def _exists(self, thread_id: str) -> bool:
-        from bzzz_console.store.repo import NotFound
+        from bzzz_console.store.errors import NotFound
 
         try:
             self.rt.store.get_thread(thread_id)

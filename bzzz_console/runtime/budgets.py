@@ -20,7 +20,7 @@ from bzzz_console.domain import events as ev
 from bzzz_console.store.tables import BudgetRow, TokenUsageRow, now_utc
 
 if TYPE_CHECKING:
-    from bzzz_console.runtime.model import Agent
+    from bzzz_console.domain.state import Agent
     from bzzz_console.runtime.runtime import Runtime
 
 

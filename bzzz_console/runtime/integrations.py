@@ -26,13 +26,13 @@ from urllib.parse import urlsplit
 from bzzz_console import __version__
 from bzzz_console.domain import events as ev
 from bzzz_console.domain.addresses import agent_address
-from bzzz_console.runtime.llm import parse_retry_after
+from bzzz_console.runtime.llm.client import parse_retry_after
 from bzzz_console.runtime.memory import excerpt
 from bzzz_console.store.tables import utc
 
 if TYPE_CHECKING:
-    from bzzz_console.runtime.bus import Subscription
-    from bzzz_console.runtime.model import Agent
+    from bzzz_console.domain.bus import Subscription
+    from bzzz_console.domain.state import Agent
     from bzzz_console.runtime.runtime import Runtime
 
 QUEUE_LIMIT = 500

@@ -10,8 +10,8 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 
+from bzzz_console.domain.state import ThreadState
 from bzzz_console.domain.threads import MessageType, ThreadMessage, Vote
-from bzzz_console.runtime.model import ThreadState
 from bzzz_console.store.repo import Store, new_id
 from bzzz_console.store.tables import EpisodeRow
 

@@ -14,7 +14,8 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from bzzz_console.config import ConfigError
+from bzzz_console.domain.errors import ConfigError
+from bzzz_console.domain.threads import PRIORITIES
 
 CONDITIONS = (
     "thread_duration",
@@ -26,7 +27,6 @@ CONDITIONS = (
     "request_human",
 )
 ACTIONS = ("notify_human", "request_expert", "escalate_to_architect", "create_decision_thread")
-PRIORITIES = ("low", "medium", "high", "urgent")
 EXPIRY_ACTIONS = ("hold", "approve", "reject")
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(s|m|h|d)\s*$")
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}

@@ -13,31 +13,31 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import socket
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
-from bzzz_console.audit import AuditWriter
 from bzzz_console.config import Settings
 from bzzz_console.domain import commands as cmd
 from bzzz_console.domain import events as ev
+from bzzz_console.domain.bus import EventBus
+from bzzz_console.domain.clock import Clock, SystemClock
+from bzzz_console.domain.errors import CommandError, ConfigError
 from bzzz_console.domain.lifecycle import AgentState, check_transition, path_to
 from bzzz_console.domain.llm import ChatResult
+from bzzz_console.domain.specs import AgentSpec, load_specs
+from bzzz_console.domain.state import Agent, ThreadState
 from bzzz_console.resources import agents_dir
 from bzzz_console.runtime.budgets import Budgets
-from bzzz_console.runtime.bus import EventBus
-from bzzz_console.runtime.clock import Clock, SystemClock
-from bzzz_console.runtime.conversation import Conversations
-from bzzz_console.runtime.escalations import Escalations
+from bzzz_console.runtime.escalation.escalations import Escalations
 from bzzz_console.runtime.integrations import Integrations
-from bzzz_console.runtime.llm import LLMBackend, OpenAIBackend
+from bzzz_console.runtime.llm.client import LLMBackend, OpenAIBackend
+from bzzz_console.runtime.llm.pricing import PricingTable, load_pricing
+from bzzz_console.runtime.llm.provider import ProviderChoice, choose_provider, make_backend
 from bzzz_console.runtime.memory import EpisodeCache
-from bzzz_console.runtime.model import Agent, ThreadState
-from bzzz_console.runtime.operator import CommandError
-from bzzz_console.runtime.pricing import PricingTable, load_pricing
-from bzzz_console.runtime.provider import ProviderChoice, choose_provider, make_backend
-from bzzz_console.runtime.scheduling import Scheduling
-from bzzz_console.runtime.specs import AgentSpec, load_specs
 from bzzz_console.runtime.subscriptions import Subscriptions
+from bzzz_console.runtime.threads.conversation import Conversations
+from bzzz_console.runtime.threads.scheduling import Scheduling
+from bzzz_console.security.audit import AuditWriter
 from bzzz_console.store.repo import Store
 from bzzz_console.store.tables import AgentRow
 
@@ -56,7 +56,11 @@ class Runtime(Scheduling):
         clock: Clock | None = None,
         force_demo: bool = False,
         store: Store | None = None,
+        join_network: Callable[[Runtime], Network] | None = None,
+        demo_server: Callable[[Settings], Any] | None = None,
     ) -> None:
+        """``join_network`` and ``demo_server`` are given by the one place that assembles a node
+        (:func:`bzzz_console.app.make_runtime`): the runtime itself knows neither libp2p nor the demo team."""
         self.settings = settings
         self.bus = EventBus()
         self.clock = clock or SystemClock()
@@ -74,6 +78,8 @@ class Runtime(Scheduling):
         self._force_demo = force_demo
         self._store = store
         self._demo_server: Any = None
+        self._network_for = join_network
+        self._start_demo_server = demo_server
         self.provider: ProviderChoice | None = None
         self.specs: dict[str, AgentSpec] = {}
         self.pricing = PricingTable("unknown", {})
@@ -123,9 +129,11 @@ class Runtime(Scheduling):
         if self._backend is None:
             base_url = None
             if self.provider.is_demo:
-                from bzzz_console.runtime.demo import start_demo_server
-
-                self._demo_server = start_demo_server(self.settings)
+                if self._start_demo_server is None:
+                    raise ConfigError(
+                        "the demo model was chosen but this runtime has no demo server to start"
+                    )
+                self._demo_server = self._start_demo_server(self.settings)
                 base_url = self._demo_server.base_url
             self._backend = make_backend(self.provider, self.settings, base_url)
         self._started = True
@@ -153,9 +161,9 @@ class Runtime(Scheduling):
         self.integrations.start()  # SLURP / WHOOSH hooks: nothing runs unless a URL is set
 
     async def _join_network(self) -> None:
-        from bzzz_console.p2p.service import Network
-
-        network = Network(self)
+        if self._network_for is None:
+            raise ConfigError("p2p.enabled is set but this runtime was assembled without a network")
+        network = self._network_for(self)
         try:
             await network.start()
         except BaseException:
@@ -200,8 +208,6 @@ class Runtime(Scheduling):
         for role, count in self.settings.runtime.fleet.items():
             spec = self.specs.get(role)
             if spec is None:
-                from bzzz_console.config import ConfigError
-
                 raise ConfigError(
                     f"key 'runtime.fleet' names role {role!r}, which has no spec in the agents folder "
                     f"(known roles: {', '.join(self.roles())})"
@@ -373,7 +379,7 @@ class Runtime(Scheduling):
     # -- operator commands --------------------------------------------------------------------------------
     async def submit(self, command: cmd.OperatorCommand) -> Any:
         """Apply an operator command; raises CommandError with a clear message when it cannot be applied."""
-        from bzzz_console.runtime.operator import apply_command, escalation_of
+        from bzzz_console.runtime.escalation.operator import apply_command, escalation_of
 
         escalation_id = escalation_of(command)
         if escalation_id is not None and self.network is not None:
@@ -381,3 +387,10 @@ class Runtime(Scheduling):
             if row is not None and row.origin_peer:  # another node's: it decides, we ask and wait
                 return await self.network.escalations.decide_remote(command, row)  # type: ignore[arg-type]
         return apply_command(self, command)
+
+    def decide(self, command: cmd.Decision, extra: dict[str, Any] | None = None) -> Any:
+        """Check and apply a decision on one of this node's escalations, made elsewhere (a peer node); ``extra``
+        is kept in the decision record (the peer and its signed request)."""
+        from bzzz_console.runtime.escalation.operator import decide
+
+        return decide(self, command, extra)

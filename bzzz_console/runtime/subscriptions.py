@@ -28,7 +28,8 @@ from urllib.parse import urlsplit
 from bzzz_console.domain import events as ev
 from bzzz_console.domain.addresses import SemanticAddress
 from bzzz_console.domain.hosts import host_port, is_local
-from bzzz_console.store.repo import NotFound, new_id
+from bzzz_console.store.errors import NotFound
+from bzzz_console.store.repo import new_id
 
 if TYPE_CHECKING:
     from bzzz_console.runtime.runtime import Runtime

@@ -13,14 +13,8 @@ import os
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from bzzz_console.store.engine import (
-    MIGRATIONS_DIR,
-    DatabaseError,
-    NoDatabase,
-    make_engine,
-    redact_url,
-    sqlite_path,
-)
+from bzzz_console.store.engine import MIGRATIONS_DIR, make_engine
+from bzzz_console.store.errors import DatabaseError, NoDatabase, explain, redact_url, sqlite_path
 
 if TYPE_CHECKING:
     from sqlalchemy.engine import Engine
@@ -78,47 +72,6 @@ def _foreign(path: Path) -> bool:
     except sqlite3.Error:
         return False  # said precisely when it is opened (explain)
     return bool(tables) and "alembic_version" not in tables
-
-
-def explain(exc: BaseException, url: str | None = None) -> DatabaseError:
-    """The one-line DatabaseError for a driver error (SQLAlchemy's DBAPIError) from the database at ``url``.
-
-    ``url`` defaults to the one ``make_engine`` attaches to the errors of its engines."""
-    url = url or getattr(exc, "database_url", None)
-    path = sqlite_path(url) if url else None
-    where = str(path) if path is not None else (redact_url(url) if url else "the database")
-    orig = getattr(exc, "orig", None) or exc
-    detail = " ".join(str(orig).split())  # one line: libpq's messages carry a tab-indented hint line
-    name = str(getattr(orig, "sqlite_errorname", ""))
-    if path is not None and path.is_dir():
-        return NoDatabase(f"cannot open the database {where}: it is a folder, not a database file")
-    if name.startswith("SQLITE_NOTADB"):
-        return DatabaseError(f"{where} is not a bzzz-console database ({detail})")
-    if name.startswith("SQLITE_CORRUPT"):
-        return DatabaseError(f"the database {where} is corrupt ({detail}): restore it from a backup")
-    if name == "SQLITE_READONLY_DIRECTORY":
-        return DatabaseError(
-            f"cannot write beside the database {where}: its folder is read-only and SQLite needs its -wal and "
-            "-shm files there (check the folder's permissions)"
-        )
-    if name.startswith("SQLITE_READONLY"):
-        return DatabaseError(
-            f"cannot write the database {where}: the file is read-only (check its permissions)"
-        )
-    if name.startswith(("SQLITE_BUSY", "SQLITE_LOCKED")):
-        return DatabaseError(
-            f"the database {where} is locked by another process ({detail}): try again when it is done"
-        )
-    if name.startswith("SQLITE_FULL"):
-        return DatabaseError(f"cannot write the database {where}: the disk is full")
-    if name.startswith("SQLITE_CANTOPEN") and path is not None:
-        if not path.exists() and not path.parent.is_dir():
-            return NoDatabase(f"no database at {where} (its folder {path.parent} does not exist)")
-        if path.exists() and not os.access(path, os.R_OK | os.W_OK):
-            return DatabaseError(
-                f"cannot open the database {where}: permission denied (check its permissions)"
-            )
-    return DatabaseError(f"cannot open the database {where}: {detail}")
 
 
 def open_for_reading(url: str) -> Engine:

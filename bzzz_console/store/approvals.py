@@ -14,7 +14,8 @@ from sqlalchemy import delete
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import col, select
 
-from bzzz_console.store.escalations import AlreadyDecided, EscalationQueries
+from bzzz_console.store.errors import AlreadyDecided, NotFound
+from bzzz_console.store.escalations import EscalationQueries
 from bzzz_console.store.tables import ApprovalRow, EscalationRow
 
 SAME_DECISION_KEYS = ("kind", "to", "amount_usd", "model")
@@ -56,8 +57,6 @@ class ApprovalQueries(EscalationQueries):
         with self.session() as s:
             row = s.get(EscalationRow, escalation_id)
             if row is None:
-                from bzzz_console.store.repo import NotFound
-
                 raise NotFound(f"no escalation {escalation_id!r}")
             waiting = row.state == "open" or (row.state == "expired" and row.default_action == "hold")
             if not waiting:  # let the claim say who answered and when

@@ -10,61 +10,17 @@ import re
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from bzzz_console.store.errors import (
+    BadDatabaseURL,
+    DatabaseError,
+    explain,
+    redact_url,
+)
+
 if TYPE_CHECKING:
     from sqlalchemy.engine import Engine
 
 MIGRATIONS_DIR = Path(__file__).with_name("migrations")
-
-
-class DatabaseError(RuntimeError):
-    """The database URL or the database itself is unusable; the message (one line) says which and what to do.
-
-    ``exit_code`` is what the CLI exits with: 1 when the database is there but cannot be used (corrupt, not a
-    database, read-only, locked, unreadable); 2 (the subclasses below) when what was given names no usable
-    database at all."""
-
-    exit_code = 1
-
-
-class BadDatabaseURL(DatabaseError):
-    """The URL is malformed, names an unsupported backend, or an option in it is invalid."""
-
-    exit_code = 2
-
-
-class NoDatabase(DatabaseError):
-    """Nothing is there to read (no file, an empty file, an in-memory URL), and a reader never creates one."""
-
-    exit_code = 2
-
-
-def sqlite_path(url: str) -> Path | None:
-    """The file of a SQLite URL, or None (not SQLite, in memory, or a ``file:`` URI that SQLite parses)."""
-    from sqlalchemy.engine import make_url
-
-    try:
-        parsed = make_url(url)
-    except Exception:
-        return None
-    database = parsed.database or ""
-    if parsed.get_backend_name() != "sqlite" or parsed.host or database in ("", ":memory:"):
-        return None  # a host: make_engine refuses the URL
-    if database.startswith("file:"):
-        return None
-    try:
-        return Path(database).expanduser().absolute()  # messages name the file, wherever it was run from
-    except RuntimeError:  # "~nobody/…"
-        return None
-
-
-def redact_url(url: str) -> str:
-    """The URL as it may be shown: the password replaced by ``***``."""
-    try:
-        from sqlalchemy.engine import make_url
-
-        return make_url(url).render_as_string(hide_password=True)
-    except Exception:
-        return "<unparseable database URL>"
 
 
 def make_engine(url: str, *, read_only: bool = False, create: bool = True) -> Engine:
@@ -205,8 +161,6 @@ def upgrade(engine: Engine) -> str | None:
         with engine.connect() as connection:
             return MigrationContext.configure(connection).get_current_revision()
     except DBAPIError as exc:  # OperationalError, and e.g. SQLite's "file is not a database" (DatabaseError)
-        from bzzz_console.store.access import explain
-
         raise explain(exc, engine.url.render_as_string(hide_password=False)) from None
     except AlembicError as exc:  # a revision this version does not know: written by a newer bzzz-console
         raise DatabaseError(

@@ -9,11 +9,8 @@ from typing import Any
 from sqlalchemy import delete, or_, update
 from sqlmodel import Session, col, select
 
+from bzzz_console.store.errors import AlreadyDecided, NotFound
 from bzzz_console.store.tables import AgentRow, EscalationRow, ParticipantRow, ThreadRow, now_utc, utc
-
-
-class AlreadyDecided(RuntimeError):
-    """The escalation was answered (or expired) before; a decision is applied once."""
 
 
 def plain_json(decision: dict[str, Any], escalation_id: str) -> dict[str, Any]:
@@ -93,8 +90,6 @@ class EscalationQueries:
             s.commit()
             row = s.get(EscalationRow, escalation_id)
         if row is None:
-            from bzzz_console.store.repo import NotFound
-
             raise NotFound(f"no escalation {escalation_id!r}")
         if result.rowcount == 0:  # type: ignore[attr-defined]
             when = row.answered_at.isoformat(timespec="seconds") if row.answered_at else "earlier"

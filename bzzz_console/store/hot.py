@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import bindparam, insert, update
 
 from bzzz_console.domain.threads import MessageType, ThreadMessage
+from bzzz_console.store.errors import NotFound
 from bzzz_console.store.tables import AgentRow, MessageRow, ThreadRow, TokenUsageRow, now_utc
 
 if TYPE_CHECKING:
@@ -229,7 +230,6 @@ class HotWrites:
         human message) never get the same sequence number, and the turn counter moves in the same commit as the
         message — after a crash a turn is either fully there or not at all.
         """
-        from bzzz_console.store.repo import NotFound
 
         when = at or now_utc()
 

@@ -18,7 +18,8 @@ from sqlmodel import Session, col, select
 
 from bzzz_console.domain.threads import MessageType, ThreadMessage
 from bzzz_console.store.approvals import ApprovalQueries
-from bzzz_console.store.engine import make_engine, redact_url, secure_sqlite_file, sqlite_path, upgrade
+from bzzz_console.store.engine import make_engine, secure_sqlite_file, upgrade
+from bzzz_console.store.errors import NotFound, explain, redact_url, sqlite_path
 from bzzz_console.store.hot import HotWrites, SqlitePlan
 from bzzz_console.store.network import NetworkQueries
 from bzzz_console.store.spend import SpendQueries
@@ -42,10 +43,6 @@ def new_id(prefix: str, nbytes: int = 4) -> str:
     return f"{prefix}-{secrets.token_hex(nbytes)}"
 
 
-class NotFound(LookupError):
-    pass
-
-
 class Store(HotWrites, SpendQueries, ApprovalQueries, NetworkQueries):
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
@@ -59,7 +56,7 @@ class Store(HotWrites, SpendQueries, ApprovalQueries, NetworkQueries):
         taken as found (the caller has checked it is there; ``open_readonly`` is the one that never writes)."""
         from sqlalchemy.exc import DBAPIError
 
-        from bzzz_console.store.access import check_sqlite_file, explain
+        from bzzz_console.store.access import check_sqlite_file
 
         path = sqlite_path(url)
         if path is not None and migrate:

@@ -28,7 +28,7 @@ from bzzz_console.tui.view import FleetView
 
 if TYPE_CHECKING:
     from bzzz_console.domain import commands as cmd
-    from bzzz_console.runtime.bus import Subscription
+    from bzzz_console.domain.bus import Subscription
     from bzzz_console.runtime.runtime import Runtime
 
 
@@ -86,9 +86,11 @@ class BzzzApp(App[int]):
 
     async def _boot_runtime(self) -> None:
         try:
-            module = await asyncio.to_thread(importlib.import_module, "bzzz_console.runtime.runtime")
+            await asyncio.to_thread(importlib.import_module, "bzzz_console.runtime.runtime")  # off the loop
             if self.rt is None:
-                self.rt = module.Runtime(self.settings, force_demo=self.demo)
+                from bzzz_console.app import make_runtime
+
+                self.rt = make_runtime(self.settings, force_demo=self.demo)
             events = self.rt.bus.subscribe(maxsize=200_000)
             await self.rt.start()
             await asyncio.to_thread(self.view.load, self.rt)
@@ -110,7 +112,7 @@ class BzzzApp(App[int]):
 
     async def _serve_mcp(self, port: int) -> None:
         from bzzz_console.mcp.serve import HttpServer
-        from bzzz_console.tokens import TokenBook
+        from bzzz_console.security.tokens import TokenBook
 
         assert self.rt is not None
         tokens = TokenBook(self.settings.resolved_data_dir())
@@ -308,7 +310,7 @@ class BzzzApp(App[int]):
     async def submit(self, command: Any, what: str) -> Any:
         if self._refuse(what):
             return None
-        from bzzz_console.runtime.operator import CommandError
+        from bzzz_console.domain.errors import CommandError
 
         try:
             return await self.rt.submit(command)  # type: ignore[union-attr]

@@ -12,6 +12,7 @@ from textual.screen import ModalScreen
 from textual.widgets import Button, Input, Label, Select
 
 from bzzz_console.domain.text import inert
+from bzzz_console.domain.threads import PRIORITIES
 
 
 class AskText(ModalScreen[str | None]):
@@ -73,7 +74,7 @@ class NewTask(ModalScreen[dict[str, Any] | None]):
             yield Input(placeholder="description (optional)", id="description")
             yield Input(value="architect reviewer", placeholder=f"roles: {' '.join(self.roles)}", id="roles")
             yield Select(
-                [(p, p) for p in ("low", "medium", "high", "urgent")],
+                [(p, p) for p in PRIORITIES],
                 value="medium",
                 id="priority",
                 allow_blank=False,

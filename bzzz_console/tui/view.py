@@ -12,6 +12,7 @@ from datetime import datetime
 from typing import Any
 
 from bzzz_console.domain import events as ev
+from bzzz_console.domain.threads import URGENCY
 from bzzz_console.tui import clock
 
 TRANSCRIPT_LIMIT = 500
@@ -141,19 +142,18 @@ class FleetView:
         return self.transcripts[thread_id]
 
     def open_escalations(self) -> list[EscalationView]:
-        order = {"urgent": 0, "high": 1, "medium": 2, "low": 3}
         waiting = [
             e
             for e in self.escalations.values()
             if e.state == "open" or (e.state == "expired" and e.default_action == "hold" and not e.decision)
         ]
-        return sorted(waiting, key=lambda e: (order.get(e.priority, 9), e.deadline or e.created_at))
+        return sorted(waiting, key=lambda e: (URGENCY.get(e.priority, 9), e.deadline or e.created_at))
 
     # -- the picture at start-up -------------------------------------------------------------------------
     def load(self, rt: Any) -> None:
         """Read what the store already holds (threads, open escalations, spend). Runs in a worker thread."""
-        from bzzz_console.spend import spend_report
         from bzzz_console.store.tables import utc
+        from bzzz_console.views.spend import spend_report
 
         store = rt.store
         for agent in rt.agents.values():

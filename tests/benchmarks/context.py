@@ -26,8 +26,8 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from bzzz_console.domain.threads import MessageType, ThreadMessage
-from bzzz_console.runtime.optimizer import history_tokens, message_tokens, open_questions, plan_context
-from bzzz_console.runtime.prompts import format_history_line
+from bzzz_console.runtime.llm.optimizer import history_tokens, message_tokens, open_questions, plan_context
+from bzzz_console.runtime.llm.prompts import format_history_line
 
 THREAD_ID = "th-bench"
 TOKEN_BUDGET = 4000
@@ -325,12 +325,12 @@ async def _escalation_round_trips(rounds: int) -> dict[str, Any]:
     import asyncio
     import tempfile
 
+    from bzzz_console.app import make_runtime
     from bzzz_console.config import Settings
+    from bzzz_console.demo.scripted_server import ScriptedReply, ScriptedServer, ScriptedToolCall
     from bzzz_console.domain import commands as cmd
     from bzzz_console.domain import events as ev
-    from bzzz_console.runtime.llm import OpenAIBackend, RetryPolicy
-    from bzzz_console.runtime.runtime import Runtime
-    from bzzz_console.runtime.scripted_server import ScriptedReply, ScriptedServer, ScriptedToolCall
+    from bzzz_console.runtime.llm.client import OpenAIBackend, RetryPolicy
 
     def responder(body: dict[str, Any]) -> ScriptedReply:
         system = body["messages"][0]["content"]
@@ -363,7 +363,7 @@ async def _escalation_round_trips(rounds: int) -> dict[str, Any]:
             }
         )
         backend = OpenAIBackend(base_url=server.base_url, api_key="bench", policy=RetryPolicy(max_attempts=1))
-        rt = Runtime(settings, backend=backend)
+        rt = make_runtime(settings, backend=backend)
         events = rt.bus.subscribe()
         async with rt:
             raise_started: list[float] = []

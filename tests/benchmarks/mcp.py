@@ -33,9 +33,9 @@ from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+from bzzz_console.app import make_runtime
 from bzzz_console.config import Settings
-from bzzz_console.runtime.demo import add_demo_tasks
-from bzzz_console.runtime.runtime import Runtime
+from bzzz_console.demo.team import add_demo_tasks
 
 WARMUP = 20
 HERE = Path(__file__).resolve().parent
@@ -80,8 +80,9 @@ async def run(root: Path, n: int) -> dict[str, Any]:
 
     from bzzz_console.mcp.serve import HttpServer
     from bzzz_console.mcp.server import build_server
-    from bzzz_console.runtime.tools import ToolContext, run_tool
-    from bzzz_console.tokens import TokenBook
+    from bzzz_console.runtime.tools.base import ToolContext
+    from bzzz_console.runtime.tools.registry import run_tool
+    from bzzz_console.security.tokens import TokenBook
 
     settings = Settings.model_validate(
         {
@@ -92,7 +93,7 @@ async def run(root: Path, n: int) -> dict[str, Any]:
         }
     )
     out: dict[str, Any] = {}
-    async with Runtime(settings, force_demo=True) as rt:
+    async with make_runtime(settings, force_demo=True) as rt:
         add_demo_tasks(rt.store)
         rt.capacity_changed()
         await asyncio.wait_for(rt.wait_idle(), 60)

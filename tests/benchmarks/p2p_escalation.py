@@ -20,12 +20,13 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
+from bzzz_console.app import make_runtime
 from bzzz_console.config import Settings
+from bzzz_console.demo.scripted_server import ScriptedReply, ScriptedServer, ScriptedToolCall
 from bzzz_console.domain import commands as cmd
 from bzzz_console.domain import events as ev
-from bzzz_console.runtime.llm import OpenAIBackend, RetryPolicy
+from bzzz_console.runtime.llm.client import OpenAIBackend, RetryPolicy
 from bzzz_console.runtime.runtime import Runtime
-from bzzz_console.runtime.scripted_server import ScriptedReply, ScriptedServer, ScriptedToolCall
 
 
 def reviewer_script(body: dict[str, Any]) -> ScriptedReply:
@@ -60,7 +61,7 @@ async def runtime(folder: Path, peers: list[str]) -> AsyncIterator[Runtime]:
     server = ScriptedServer(reviewer_script).start()
     backend = OpenAIBackend(base_url=server.base_url, api_key="bench", policy=RetryPolicy(max_attempts=2))
     try:
-        async with Runtime(settings_for(folder, peers), backend=backend) as rt:
+        async with make_runtime(settings_for(folder, peers), backend=backend) as rt:
             yield rt
     finally:
         server.stop()

@@ -51,10 +51,10 @@ from hypothesis import strategies as st  # noqa: E402
 from sqlalchemy.exc import SAWarning  # noqa: E402
 from test_crash import LineReader, Snapshot, make_env, read_db  # noqa: E402
 
+from bzzz_console.app import make_runtime  # noqa: E402
+from bzzz_console.demo.scripted_server import Fault, ScriptedServer  # noqa: E402
 from bzzz_console.domain import events as ev  # noqa: E402
-from bzzz_console.runtime.llm import OpenAIBackend, RetryPolicy  # noqa: E402
-from bzzz_console.runtime.runtime import Runtime  # noqa: E402
-from bzzz_console.runtime.scripted_server import Fault, ScriptedServer  # noqa: E402
+from bzzz_console.runtime.llm.client import OpenAIBackend, RetryPolicy  # noqa: E402
 
 warnings.filterwarnings("ignore", category=SAWarning)  # the URL fuzzer's "query option ignored" notices
 
@@ -292,7 +292,7 @@ async def _scripted_run(
             timeout_s=tf.TIMEOUT_S,
         ),
     )
-    run = tf.Run(Runtime(tf.make_settings(folder), backend=backend), server, team, [])
+    run = tf.Run(make_runtime(tf.make_settings(folder), backend=backend), server, team, [])
     try:
         await tf.play(run, tasks=1 if persistent else 2)
     finally:

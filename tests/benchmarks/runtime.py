@@ -44,8 +44,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from bzzz_console.app import make_runtime
 from bzzz_console.config import Settings
-from bzzz_console.runtime.demo import DEMO_TASKS
+from bzzz_console.demo.team import DEMO_TASKS
 from bzzz_console.runtime.runtime import Runtime
 from bzzz_console.store.repo import Store
 from bzzz_console.store.tables import ThreadRow
@@ -221,10 +222,10 @@ async def demo_scenario(
     settings = settings_for(folder, latency_ms=0)
     backend = None
     if server_url is not None:
-        from bzzz_console.runtime.provider import ProviderChoice, make_backend
+        from bzzz_console.runtime.llm.provider import ProviderChoice, make_backend
 
         backend = make_backend(ProviderChoice("demo", server_url, "demo model (child process)"), settings)
-    rt = Runtime(settings, force_demo=True, backend=backend)
+    rt = make_runtime(settings, force_demo=True, backend=backend)
     tally = EventTally(rt)
     async with rt:
         instrument(rt, samples)
@@ -390,8 +391,8 @@ class StallWatch:
 
 SERVER_PROCESS = """
 import sys
-from bzzz_console.runtime.demo import DemoResponder
-from bzzz_console.runtime.scripted_server import ScriptedServer
+from bzzz_console.demo.team import DemoResponder
+from bzzz_console.demo.scripted_server import ScriptedServer
 server = ScriptedServer(DemoResponder(int(sys.argv[1])), latency_s=float(sys.argv[2])).start()
 print(server.base_url, flush=True)
 sys.stdin.read()
@@ -427,12 +428,12 @@ async def bench_fleet(root: Path, sizes: Sizes, *, server_process: bool = False)
     with contextlib.ExitStack() as stack:
         backend = None
         if server_process:
-            from bzzz_console.runtime.provider import ProviderChoice, make_backend
+            from bzzz_console.runtime.llm.provider import ProviderChoice, make_backend
 
             url = stack.enter_context(demo_server_process(settings))
             backend = make_backend(ProviderChoice("demo", url, "demo model (child process)"), settings)
         async with StallWatch() as watch:
-            rt = Runtime(settings, force_demo=True, backend=backend)
+            rt = make_runtime(settings, force_demo=True, backend=backend)
             tally = EventTally(rt)
             started = time.perf_counter()
             async with rt:
