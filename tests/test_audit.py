@@ -477,7 +477,7 @@ async def test_the_runtime_writer_reports_a_cut_trail(tmp_path: Path) -> None:
             self.errors.append(event)
 
     rt = FakeRuntime()
-    writer = AuditWriter(rt)  # type: ignore[arg-type]
+    writer = AuditWriter(rt.settings, rt.store, rt.bus, rt.node_id, report=rt.publish)
     writer.start()
 
     def warnings(n: int) -> list[ev.Event]:  # each its own time, so a rewritten entry differs from the first
@@ -741,7 +741,7 @@ async def test_writer_records_audited_events_only(tmp_path: Path) -> None:
             self.errors.append(event)
 
     rt = FakeRuntime()
-    writer = AuditWriter(rt)  # type: ignore[arg-type]
+    writer = AuditWriter(rt.settings, rt.store, rt.bus, rt.node_id, report=rt.publish)
     writer.start()
     rt.bus.publish(
         ev.MessagePosted(

@@ -137,7 +137,7 @@ class Runtime(Scheduling):
                 base_url = self._demo_server.base_url
             self._backend = make_backend(self.provider, self.settings, base_url)
         self._started = True
-        self.audit = AuditWriter(self)  # subscribes before anything audited is published
+        self.audit = AuditWriter(self.settings, self.store, self.bus, self.node_id)  # subscribes before anything audited is published
         self.audit.start()
         self.publish(
             ev.RuntimeStarted(

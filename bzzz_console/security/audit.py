@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import socket
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
@@ -40,8 +40,7 @@ if TYPE_CHECKING:
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
     from bzzz_console.config import Settings
-    from bzzz_console.domain.bus import Subscription
-    from bzzz_console.runtime.runtime import Runtime
+    from bzzz_console.domain.bus import EventBus, Subscription
     from bzzz_console.store.repo import Store
 
 __all__ = [
@@ -270,8 +269,21 @@ class AuditWriter:
 
     checkpoint_interval_s = 0.5
 
-    def __init__(self, rt: Runtime) -> None:
-        self.rt = rt
+    def __init__(
+        self,
+        settings: Settings,
+        store: Store,
+        bus: EventBus,
+        node_id: str,
+        report: Callable[[ev.Event], None] | None = None,
+    ) -> None:
+        """Audits what is published on ``bus`` into ``store``, signed with the node key of ``settings``;
+        ``report`` is where its own problems go (default: the bus)."""
+        self.settings = settings
+        self.store = store
+        self.bus = bus
+        self.node_id = node_id
+        self.report = report or bus.publish
         self.appended = 0
         self.signer = ""
         self._key: Ed25519PrivateKey | None = None
@@ -287,10 +299,10 @@ class AuditWriter:
     def start(self) -> None:
         from bzzz_console.security.nodekey import load_or_create_node_key, public_key_hex
 
-        self._key = load_or_create_node_key(self.rt.settings)
+        self._key = load_or_create_node_key(self.settings)
         self.signer = public_key_hex(self._key)
-        self._checkpoints = Checkpoints.for_store(self.rt.settings.resolved_data_dir(), self.rt.store)
-        self._sub = self.rt.bus.subscribe(maxsize=100_000)
+        self._checkpoints = Checkpoints.for_store(self.settings.resolved_data_dir(), self.store)
+        self._sub = self.bus.subscribe(maxsize=100_000)
         self._task = asyncio.create_task(self._run(), name="audit writer")
 
     async def stop(self) -> None:
@@ -310,7 +322,7 @@ class AuditWriter:
         self.checkpoint()
 
     def take(self, events: Iterable[ev.Event]) -> None:
-        node = self.rt.node_id
+        node = self.node_id
         for event in events:
             draft = draft_for(event, self.signer, node)
             if draft is not None:
@@ -321,13 +333,13 @@ class AuditWriter:
         if not self._pending or self._key is None:
             return
         try:
-            entries = append_entries(self.rt.store, self._key, self._pending)
+            entries = append_entries(self.store, self._key, self._pending)
         except (
             Exception
         ) as exc:  # a database hiccup must not stop the runtime; keep the entries for the retry
             if not self._failing:
                 self._failing = True
-                self.rt.publish(
+                self.report(
                     ev.ErrorRaised(
                         where="audit trail",
                         message=f"{len(self._pending)} entries not written yet: {type(exc).__name__}: {exc}",
@@ -355,9 +367,9 @@ class AuditWriter:
             self._timer = None
         if self._checkpoints is None or not self._unchecked or self._key is None:
             return
-        self._checkpoints.advance(self.rt.store, self._key, self._unchecked)
+        self._checkpoints.advance(self.store, self._key, self._unchecked)
         self._unchecked = []
         problem = self._checkpoints.problem
         if problem and problem != self._reported:  # once per problem: it stays until someone looks
-            self.rt.publish(ev.ErrorRaised(where="audit trail", message=problem))
+            self.report(ev.ErrorRaised(where="audit trail", message=problem))
         self._reported = problem
