@@ -95,11 +95,12 @@ def _candidates(body: str) -> Iterator[tuple[str, list[Any], str]]:
 def _as_calls(value: Any, known: Collection[str]) -> Iterator[ToolCall]:
     if not isinstance(value, dict):
         return
-    inner = value.get("function") if isinstance(value.get("function"), dict) else value
+    wrapped = value.get("function")
+    inner: dict[str, Any] = wrapped if isinstance(wrapped, dict) else value
     name = inner.get("name") or inner.get("tool") or inner.get("tool_name")
     if not isinstance(name, str) or name not in known:
         return
-    arguments = next((inner[k] for k in ("arguments", "parameters", "args", "input") if k in inner), {})
+    arguments: Any = next((inner[k] for k in ("arguments", "parameters", "args", "input") if k in inner), {})
     if isinstance(arguments, str):  # already JSON text (the Chat Completions shape); passed on as it is
         yield ToolCall(id="", name=name, arguments=arguments)
     else:
