@@ -31,7 +31,7 @@ from bzzz_console.runtime.budgets import Budgets
 from bzzz_console.runtime.escalation.escalations import Escalations
 from bzzz_console.runtime.integrations import Integrations
 from bzzz_console.runtime.llm.client import LLMBackend, OpenAIBackend
-from bzzz_console.runtime.llm.pricing import PricingTable, load_pricing
+from bzzz_console.runtime.llm.pricing import PricingTable, pricing_for
 from bzzz_console.runtime.llm.provider import ProviderChoice, choose_provider, make_backend
 from bzzz_console.runtime.memory import EpisodeCache
 from bzzz_console.runtime.subscriptions import Subscriptions
@@ -120,9 +120,7 @@ class Runtime(Scheduling):
         folder = self.settings.runtime.agents_dir or agents_dir()
         self.specs = load_specs(folder)
         self.escalations = Escalations(self)
-        self.pricing = (
-            load_pricing(folder / "pricing.toml") if (folder / "pricing.toml").is_file() else self.pricing
-        )
+        self.pricing = pricing_for(folder, self.settings.pricing)
         if self._store is None:
             self._store = await asyncio.to_thread(Store.open, self.settings.database_url())
         self.provider = choose_provider(self.settings, force_demo=self._force_demo)
@@ -137,7 +135,9 @@ class Runtime(Scheduling):
                 base_url = self._demo_server.base_url
             self._backend = make_backend(self.provider, self.settings, base_url)
         self._started = True
-        self.audit = AuditWriter(self.settings, self.store, self.bus, self.node_id)  # subscribes before anything audited is published
+        self.audit = AuditWriter(
+            self.settings, self.store, self.bus, self.node_id
+        )  # subscribes before anything audited is published
         self.audit.start()
         self.publish(
             ev.RuntimeStarted(

@@ -188,15 +188,14 @@ def store_view(store: Store, settings: Settings) -> NodeView:
     from bzzz_console.domain.errors import ConfigError
     from bzzz_console.domain.specs import load_specs
     from bzzz_console.resources import agents_dir
-    from bzzz_console.runtime.llm.pricing import PricingTable, load_pricing
+    from bzzz_console.runtime.llm.pricing import pricing_for
 
     folder = settings.runtime.agents_dir or agents_dir()
     try:
         aliases = {role: spec.aliases for role, spec in load_specs(folder).items()}
     except ConfigError:
         aliases = {}
-    table = folder / "pricing.toml"
-    pricing = load_pricing(table, settings.pricing) if table.is_file() else PricingTable("unknown", {})
+    pricing = pricing_for(folder, settings.pricing)
     open_threads = {t.id for t in store.threads() if t.status != "closed"}
     seats: dict[str, list[str]] = {t: [] for t in open_threads}
     load: dict[str, int] = {}

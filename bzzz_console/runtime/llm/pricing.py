@@ -77,3 +77,18 @@ def load_pricing(path: Path, overrides: Mapping[str, Mapping[str, float]] | None
     for name, raw in (overrides or {}).items():
         models[name] = _price(f"settings pricing override for {name!r}", raw)
     return PricingTable(as_of=str(data.get("as_of", "unknown")), models=models)
+
+
+def pricing_for(
+    agents_folder: Path, overrides: Mapping[str, Mapping[str, float]] | None = None
+) -> PricingTable:
+    """The agents folder's ``pricing.toml`` with the settings' ``[pricing]`` over it (only the overrides if the
+    folder has no table: a custom agents folder for local models needs no copy of the OpenAI prices)."""
+    table = agents_folder / "pricing.toml"
+    if table.is_file():
+        return load_pricing(table, overrides)
+    models = {
+        name: _price(f"settings pricing override for {name!r}", raw)
+        for name, raw in (overrides or {}).items()
+    }
+    return PricingTable(as_of="unknown", models=models)
