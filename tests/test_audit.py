@@ -581,7 +581,7 @@ def test_a_copy_of_an_entry_long_gone_by_is_found(store: Store) -> None:
     append_entries(store, key, [Draft(datetime.now(UTC), "a", "t", {"k": k}) for k in range(300)])
     from sqlalchemy import insert as sql_insert
 
-    from bzzz_console.security.audit_chain import audit_table
+    from bzzz_console.store.audit import audit_table
 
     first = read_entries(store)[1]
     with store.engine.begin() as conn:

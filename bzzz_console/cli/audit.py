@@ -7,7 +7,6 @@ import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import replace
-from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
@@ -28,34 +27,27 @@ def _reading(url: str) -> Iterator[Store]:
     """The store as found: no migration (verifying must not change the evidence). A database that is missing,
     corrupt, unreadable or has no audit table is one line on stderr and exit 2 ("cannot check"), never a
     traceback and never exit 1 ("tampered")."""
-    from sqlalchemy.engine import make_url
-    from sqlalchemy.exc import DBAPIError
-
     from bzzz_console.cli import common
-    from bzzz_console.store.errors import DatabaseError, redact_url
+    from bzzz_console.store.errors import (
+        DatabaseError,
+        driver_detail,
+        driver_error,
+        missing_sqlite_file,
+        redact_url,
+    )
     from bzzz_console.store.repo import Store
 
-    try:
-        parsed = make_url(url)
-    except Exception:  # the engine factory words a malformed URL best
-        parsed = None
-    database = (parsed.database or "") if parsed is not None else ""
-    if (
-        parsed is not None
-        and parsed.get_backend_name() == "sqlite"
-        and database not in ("", ":memory:")
-        and not database.startswith("file:")
-    ) and not Path(database).expanduser().is_file():
-        common.fail(f"no database at {Path(database).expanduser()}", CANNOT_CHECK)
+    missing = missing_sqlite_file(url)
+    if missing is not None:
+        common.fail(f"no database at {missing}", CANNOT_CHECK)
     store: Store | None = None
     try:
         store = Store.open(url, migrate=False)
         yield store
     except DatabaseError as exc:
         common.fail(str(exc), CANNOT_CHECK)
-    except DBAPIError as exc:  # "file is not a database", no audit table, a server that went away …
-        why = " ".join(str(exc.orig).split())  # one line: drivers' messages may carry an indented hint
-        common.fail(f"cannot read the audit trail in {redact_url(url)}: {why}", CANNOT_CHECK)
+    except driver_error() as exc:  # "file is not a database", no audit table, a server that went away …
+        common.fail(f"cannot read the audit trail in {redact_url(url)}: {driver_detail(exc)}", CANNOT_CHECK)
     finally:
         if store is not None:
             store.close()

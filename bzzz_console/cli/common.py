@@ -106,15 +106,11 @@ def open_store(settings: Any, *, read_only: bool, create: bool = True) -> Store:
 def database_error(exc: BaseException) -> DatabaseError | None:
     """The one-line DatabaseError for ``exc`` if it is the database's doing: our own, or a driver error that
     surfaced in the middle of a command (a corrupt page, a lock held too long); else None."""
-    from bzzz_console.store.errors import DatabaseError
+    from bzzz_console.store.errors import DatabaseError, driver_error, explain
 
     if isinstance(exc, DatabaseError):
         return exc
-    from sqlalchemy.exc import DBAPIError
-
-    if isinstance(exc, DBAPIError):
-        from bzzz_console.store.errors import explain
-
+    if isinstance(exc, driver_error()):
         return explain(exc)
     return None
 

@@ -13,11 +13,7 @@ from dataclasses import dataclass
 from datetime import date, datetime, time
 from typing import TYPE_CHECKING
 
-from sqlalchemy import func
-from sqlmodel import col, select
-
 from bzzz_console.domain import events as ev
-from bzzz_console.store.tables import BudgetRow, TokenUsageRow, now_utc
 
 if TYPE_CHECKING:
     from bzzz_console.domain.state import Agent
@@ -58,22 +54,13 @@ class Budgets:
         self._day = today
         self._spent.clear()
         midnight = datetime.combine(today, time(), tzinfo=self.rt.clock.now().tzinfo)
-        with self.rt.store.session() as s:
-            self._overrides = {(b.scope, b.key): b.limit_usd for b in s.exec(select(BudgetRow))}
-            total = func.coalesce(func.sum(TokenUsageRow.cost_usd), 0.0)
-            for agent_id, spent in s.execute(
-                select(TokenUsageRow.agent_id, total)
-                .where(col(TokenUsageRow.at) >= midnight)
-                .group_by(col(TokenUsageRow.agent_id))
-            ):
-                self._spent[("agent", agent_id)] = float(spent)
-                self._spent[("global", "*")] += float(spent)
-            for thread_id, spent in s.execute(
-                select(TokenUsageRow.thread_id, total)
-                .where(col(TokenUsageRow.thread_id).is_not(None))
-                .group_by(col(TokenUsageRow.thread_id))
-            ):
-                self._spent[("thread", thread_id)] = float(spent)
+        store = self.rt.store
+        self._overrides = store.budget_overrides()
+        for agent_id, spent in store.agent_spend_since(midnight).items():
+            self._spent[("agent", agent_id)] = spent
+            self._spent[("global", "*")] += spent
+        for thread_id, (spent, _unknown) in store.thread_costs().items():
+            self._spent[("thread", thread_id)] = spent
 
     def _roll_day(self) -> None:
         if self.rt.clock.now().date() != self._day:
@@ -164,9 +151,7 @@ class Budgets:
         if not math.isfinite(amount_usd) or amount_usd <= 0:  # NaN would be stored as a NULL limit
             raise ValueError(f"a budget can only be raised by a finite, positive amount (not {amount_usd!r})")
         new_limit = (self.limit(scope, key) or 0.0) + amount_usd
-        with self.rt.store.session() as s:
-            s.merge(BudgetRow(scope=scope, key=key, limit_usd=new_limit, updated_by=by, updated_at=now_utc()))
-            s.commit()
+        self.rt.store.save_budget(scope, key, new_limit, by)
         self._overrides[(scope, key)] = new_limit
         self._grace.pop((scope, key), None)
         self._warned = {w for w in self._warned if (w[0], w[1]) != (scope, key)}

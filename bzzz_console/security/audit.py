@@ -22,7 +22,6 @@ from bzzz_console.security.audit_chain import (
     GENESIS,
     Entry,
     StoredEntry,
-    audit_table,
     canonical,
     entry_hash,
     iso,
@@ -103,15 +102,6 @@ class Draft:
 
 
 # -- writing -------------------------------------------------------------------------------------------------
-def _tail(conn: Any) -> tuple[int, str]:
-    """The next index and the hash to link to."""
-    from sqlalchemy import select
-
-    t = audit_table()
-    last = conn.execute(select(t.c.idx, t.c.hash).order_by(t.c.idx.desc()).limit(1)).first()
-    return (0, GENESIS) if last is None else (int(last[0]) + 1, str(last[1]))
-
-
 def append_entries(
     store: Store,
     key: Ed25519PrivateKey,
@@ -124,51 +114,39 @@ def append_entries(
     If another writer (a second node or a CLI on the same database) takes an index first, the insert fails on
     the primary key, the transaction is rolled back and the batch is re-chained on the new tail.
     """
-    from sqlalchemy import insert
-    from sqlalchemy.exc import IntegrityError
-
     if not drafts:
         return []
     prepared = [
         Draft(at=utc(d.at).astimezone(UTC), author=d.author[:128], type=d.type[:64], data=plain(d.data))
         for d in drafts
     ]
-    statement = insert(audit_table())
-    for attempt in range(1, MAX_APPEND_ATTEMPTS + 1):
-        entries: list[Entry] = []
-        try:
-            with store.held_transaction() as conn:
-                idx, prev = _tail(conn)
-                for i, d in enumerate(prepared):
-                    digest = entry_hash(idx + i, d.at, d.author, d.type, d.data, prev)
-                    entries.append(
-                        Entry(idx + i, d.at, d.author, d.type, d.data, digest, prev, sign(key, digest))
-                    )
-                    prev = digest
-                conn.execute(
-                    statement,
-                    [
-                        {
-                            "idx": e.idx,
-                            "at": e.at,
-                            "author": e.author,
-                            "type": e.type,
-                            "data": e.data,
-                            "hash": e.hash,
-                            "prev_hash": e.prev_hash,
-                            "signature": e.signature,
-                        }
-                        for e in entries
-                    ],
-                )
-        except IntegrityError:
-            if attempt == MAX_APPEND_ATTEMPTS:
-                raise
-            continue
-        if checkpoints is not None:
-            checkpoints.advance(store, key, entries)
-        return entries
-    raise AssertionError("unreachable")
+    entries: list[Entry] = []
+
+    def chain(last: tuple[int, str] | None) -> list[dict[str, Any]]:
+        idx, prev = (0, GENESIS) if last is None else (last[0] + 1, last[1])
+        entries.clear()
+        for i, d in enumerate(prepared):
+            digest = entry_hash(idx + i, d.at, d.author, d.type, d.data, prev)
+            entries.append(Entry(idx + i, d.at, d.author, d.type, d.data, digest, prev, sign(key, digest)))
+            prev = digest
+        return [
+            {
+                "idx": e.idx,
+                "at": e.at,
+                "author": e.author,
+                "type": e.type,
+                "data": e.data,
+                "hash": e.hash,
+                "prev_hash": e.prev_hash,
+                "signature": e.signature,
+            }
+            for e in entries
+        ]
+
+    store.append_audit(chain, attempts=MAX_APPEND_ATTEMPTS)
+    if checkpoints is not None:
+        checkpoints.advance(store, key, entries)
+    return entries
 
 
 def append_entry(

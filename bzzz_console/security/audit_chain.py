@@ -25,11 +25,10 @@ from datetime import UTC, datetime
 from enum import Enum
 from typing import TYPE_CHECKING, Any
 
-from bzzz_console.store.tables import AuditRow, utc
+from bzzz_console.store.tables import utc
 
 if TYPE_CHECKING:
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
-    from sqlalchemy import Table
 
     from bzzz_console.store.repo import Store
 
@@ -116,11 +115,6 @@ def signature_valid(public_key: Ed25519PublicKey, hash_hex: str, signature_hex: 
     return True
 
 
-def audit_table() -> Table:
-    table: Table = AuditRow.__table__  # type: ignore[attr-defined]
-    return table
-
-
 def _parse_at(value: Any) -> datetime | None:
     if isinstance(value, datetime):
         return utc(value)
@@ -159,42 +153,21 @@ class StoredEntry:
 def iter_entries(store: Store, *, last: int | None = None) -> Iterator[StoredEntry]:
     """Entries in index order (the last ``last`` only), read tolerantly: data and time are parsed here, so a
     row damaged by hand is reported by verification instead of failing the read."""
-    from sqlalchemy import Text, cast, select
-
-    t = audit_table()
-    at = (
-        cast(t.c.at, Text) if store.backend == "sqlite" else t.c.at
-    )  # SQLite: text, a bad value must not raise
-    query = select(
-        t.c.idx,
-        at.label("at"),
-        t.c.author,
-        t.c.type,
-        cast(t.c.data, Text).label("data"),
-        t.c.hash,
-        t.c.prev_hash,
-        t.c.signature,
-    )
-    if last is not None:
-        newest = select(t.c.idx).order_by(t.c.idx.desc()).limit(last).subquery()
-        query = query.where(t.c.idx.in_(select(newest.c.idx)))
-    query = query.order_by(t.c.idx)
-    with store.engine.connect() as conn:
-        for row in conn.execution_options(yield_per=2000).execute(query):
-            try:
-                data = json.loads(row.data)
-            except (TypeError, ValueError):
-                data = None
-            yield StoredEntry(
-                idx=int(row.idx),
-                at=_parse_at(row.at),
-                author=str(row.author),
-                type=str(row.type),
-                data=data if isinstance(data, dict) else None,
-                hash=str(row.hash),
-                prev_hash=str(row.prev_hash),
-                signature=row.signature,
-            )
+    for row in store.audit_rows(last=last):
+        try:
+            data = json.loads(row.data)
+        except (TypeError, ValueError):
+            data = None
+        yield StoredEntry(
+            idx=int(row.idx),
+            at=_parse_at(row.at),
+            author=str(row.author),
+            type=str(row.type),
+            data=data if isinstance(data, dict) else None,
+            hash=str(row.hash),
+            prev_hash=str(row.prev_hash),
+            signature=row.signature,
+        )
 
 
 def read_entries(store: Store, *, last: int | None = None) -> list[Entry]:

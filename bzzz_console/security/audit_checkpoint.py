@@ -43,7 +43,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from bzzz_console.security.audit_chain import Entry, audit_table, iso
+from bzzz_console.security.audit_chain import Entry, iso
 from bzzz_console.store.tables import now_utc
 
 if TYPE_CHECKING:
@@ -247,12 +247,7 @@ def _hash_at(store: Store, entries: Sequence[Entry], idx: int) -> str | None:
         return entries[idx - first].hash
     if idx == first - 1:
         return entries[0].prev_hash
-    from sqlalchemy import select
-
-    t = audit_table()
-    with store.engine.connect() as conn:
-        found = conn.execute(select(t.c.hash).where(t.c.idx == idx)).scalar()
-    return None if found is None else str(found)
+    return store.audit_hash(idx)
 
 
 def _text(raw: Any, name: str) -> str:

@@ -16,7 +16,6 @@ from typing import TYPE_CHECKING, Any
 from bzzz_console.security.audit_chain import (
     GENESIS,
     StoredEntry,
-    audit_table,
     entry_hash,
     iter_entries,
     signature_valid,
@@ -263,15 +262,8 @@ def held_to(result: VerifyResult, checkpoint: Checkpoint, head: str | None) -> V
 
 
 def _find_copy(store: Store) -> FindCopy:
-    from sqlalchemy import select
-
-    t = audit_table()
-
     def find(digest: str, idx: int) -> int | None:
-        query = select(t.c.idx).where(t.c.hash == digest, t.c.idx != idx).order_by(t.c.idx).limit(1)
-        with store.engine.connect() as conn:
-            found = conn.execute(query).scalar()
-        return None if found is None else int(found)
+        return store.audit_index_of(digest, besides=idx)
 
     return find
 

@@ -6,6 +6,10 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from sqlalchemy.exc import DBAPIError
 
 
 class DatabaseError(RuntimeError):
@@ -47,6 +51,23 @@ def sqlite_path(url: str) -> Path | None:
         return Path(database).expanduser().absolute()  # messages name the file, wherever it was run from
     except RuntimeError:  # "~nobody/…"
         return None
+
+
+def missing_sqlite_file(url: str) -> Path | None:
+    """The file a SQLite URL names (``~`` expanded) when there is no file there, else None: for a reader that
+    must say "no database" before anything could create one. Not SQLite, in memory, a ``file:`` URI or a URL
+    that does not parse: None (opening it words what is wrong)."""
+    from sqlalchemy.engine import make_url
+
+    try:
+        parsed = make_url(url)
+    except Exception:
+        return None
+    database = parsed.database or ""
+    if parsed.get_backend_name() != "sqlite" or database in ("", ":memory:") or database.startswith("file:"):
+        return None
+    path = Path(database).expanduser()
+    return None if path.is_file() else path
 
 
 def redact_url(url: str) -> str:
@@ -106,3 +127,17 @@ def explain(exc: BaseException, url: str | None = None) -> DatabaseError:
                 f"cannot open the database {where}: permission denied (check its permissions)"
             )
     return DatabaseError(f"cannot open the database {where}: {detail}")
+
+
+def driver_error() -> type[DBAPIError]:
+    """The class a database driver's errors surface as (SQLAlchemy's ``DBAPIError``; the driver's own error is its
+    ``orig``), for an ``except`` above the store. A function, so that SQLAlchemy is imported only when an error is
+    being handled, as everywhere else in this module."""
+    from sqlalchemy.exc import DBAPIError
+
+    return DBAPIError
+
+
+def driver_detail(exc: DBAPIError) -> str:
+    """The driver's message of ``exc`` on one line (libpq's carry a tab-indented hint line)."""
+    return " ".join(str(exc.orig).split())

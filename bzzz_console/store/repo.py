@@ -18,6 +18,7 @@ from sqlmodel import Session, col, select
 
 from bzzz_console.domain.threads import MessageType, ThreadMessage
 from bzzz_console.store.approvals import ApprovalQueries
+from bzzz_console.store.audit import AuditQueries
 from bzzz_console.store.engine import make_engine, secure_sqlite_file, upgrade
 from bzzz_console.store.errors import NotFound, explain, redact_url, sqlite_path
 from bzzz_console.store.hot import HotWrites, SqlitePlan
@@ -43,7 +44,7 @@ def new_id(prefix: str, nbytes: int = 4) -> str:
     return f"{prefix}-{secrets.token_hex(nbytes)}"
 
 
-class Store(HotWrites, SpendQueries, ApprovalQueries, NetworkQueries):
+class Store(HotWrites, SpendQueries, ApprovalQueries, NetworkQueries, AuditQueries):
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
         self._writer: Connection | None = None

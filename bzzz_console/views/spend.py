@@ -12,7 +12,7 @@ from typing import Any
 
 from bzzz_console.config import Settings
 from bzzz_console.store.repo import Store
-from bzzz_console.store.tables import BudgetRow, utc
+from bzzz_console.store.tables import utc
 
 
 def _bucket() -> dict[str, Any]:
@@ -54,7 +54,6 @@ def spend_report(
     by: dict[str, dict[str, dict[str, Any]]] = {
         k: defaultdict(_bucket) for k in ("agent", "model", "thread", "task", "day")
     }
-    agent_today: dict[str, float] = defaultdict(float)
     latencies: list[float] = []
     full_tokens = sent_tokens = 0
     for row in store.usage():
@@ -69,15 +68,12 @@ def spend_report(
             _add(by["task"][row.task_id], row)
         if at >= midnight:
             _add(today, row)
-            agent_today[row.agent_id] += row.cost_usd or 0.0
         if not row.error:
             latencies.append(row.latency_ms)
         full_tokens += row.context_full_tokens
         sent_tokens += row.context_sent_tokens
-    with store.session() as s:
-        from sqlmodel import select
-
-        overrides = {(b.scope, b.key): b.limit_usd for b in s.exec(select(BudgetRow))}
+    overrides = store.budget_overrides()
+    agent_today = store.agent_spend_since(midnight)
     budgets = []
     daily = overrides.get(("global", "*"), settings.budgets.daily_usd)
     if daily is not None:

@@ -9,8 +9,6 @@ import asyncio
 import json
 from typing import TYPE_CHECKING, TypedDict
 
-from sqlalchemy.exc import DBAPIError
-
 from bzzz_console.domain import events as ev
 from bzzz_console.domain.llm import ChatMessage, RetryInfo
 from bzzz_console.domain.state import Agent, ThreadState
@@ -22,6 +20,7 @@ from bzzz_console.runtime.memory import excerpt, fit_history, recall
 from bzzz_console.runtime.tools.base import ToolContext
 from bzzz_console.runtime.tools.registry import agent_tool_specs, run_tool
 from bzzz_console.security.redaction import redactor_for
+from bzzz_console.store.errors import driver_detail, driver_error
 
 if TYPE_CHECKING:
     from bzzz_console.runtime.runtime import Runtime
@@ -110,13 +109,15 @@ class TurnTaking:
                 try:
                     await self._take_turn(thread, speaker)
                     failures = 0
-                except DBAPIError as exc:  # locked or gone: nothing of the turn was committed, so retake it
+                except (
+                    driver_error()
+                ) as exc:  # locked or gone: nothing of the turn was committed, so retake it
                     failures = min(thread.db_failures + 1, 6)
                     delay = 0.25 * 2 ** (failures - 1)
                     self.rt.publish(
                         ev.ErrorRaised(
                             where=f"thread {thread.id}",
-                            message=f"database error: {' '.join(str(exc.orig).split())}; retrying in {delay:g} s",
+                            message=f"database error: {driver_detail(exc)}; retrying in {delay:g} s",
                         )
                     )
                     await asyncio.sleep(delay)
