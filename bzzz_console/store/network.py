@@ -11,9 +11,9 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import update
-from sqlmodel import Session, col
+from sqlmodel import Session, col, select
 
-from bzzz_console.store.tables import EscalationRow, TaskRow
+from bzzz_console.store.tables import EscalationRow, TaskRow, now_utc
 
 
 class NetworkQueries:
@@ -75,6 +75,40 @@ class NetworkQueries:
             if s.get(TaskRow, task_id) is not None:
                 return None
         return self.add_task(task_id=task_id, source="p2p", **fields)
+
+    def put_network_task(
+        self, task_id: str, *, details: dict[str, Any], status: str, **fields: Any
+    ) -> tuple[TaskRow, bool]:
+        """A task announced on the network again or for the first time: ``(row, created)``. Announced again, its
+        title, description, priority and details are updated, and its status too while no work started on it
+        (pending or blocked); a task of this node's own is never touched."""
+        with self.session() as s:
+            row = s.get(TaskRow, task_id)
+            if row is None:
+                row = TaskRow(id=task_id, source="p2p", status=status, details=details, **fields)
+                s.add(row)
+                s.commit()
+                s.refresh(row)
+                return row, True
+            if row.source != "p2p":
+                return row, False
+            changes: dict[str, Any] = {**fields, "details": details, "updated_at": now_utc()}
+            if row.status in ("pending", "blocked"):
+                changes["status"] = status
+            s.execute(update(TaskRow).where(col(TaskRow.id) == task_id).values(**changes))
+            s.commit()
+            s.refresh(row)
+            return row, False
+
+    def find_task(self, task_id: str) -> TaskRow | None:
+        with self.session() as s:
+            return s.get(TaskRow, task_id)
+
+    def network_tasks(self) -> list[TaskRow]:
+        """Tasks taken from the network, oldest first."""
+        with self.session() as s:
+            query = select(TaskRow).where(col(TaskRow.source) == "p2p").order_by(col(TaskRow.created_at))
+            return list(s.exec(query))
 
     def withdraw_task(self, task_id: str) -> bool:
         """Another node claimed a network task first: drop it here if no thread started on it yet."""

@@ -10,7 +10,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import JSON, Boolean, Column, DateTime, Index, Text, UniqueConstraint, false
+from sqlalchemy import JSON, Boolean, Column, DateTime, Index, Text, UniqueConstraint, false, text
 from sqlmodel import Field, SQLModel
 
 
@@ -58,6 +58,11 @@ class TaskRow(SQLModel, table=True):
     status: str = Field(default="pending", index=True, max_length=16)
     source: str = Field(default="cli", max_length=16)
     thread_id: str | None = Field(default=None, max_length=64)
+    details: dict[str, Any] = Field(
+        default_factory=dict, sa_column=Column(JSON, nullable=False, server_default=text("'{}'"))
+    )
+    """What a task from the network carries beyond title and description: for a Go BZZZ task its repository and
+    number (its identity), labels, difficulty, estimate, skills, dependencies and blockers (``p2p/gonodes.py``)."""
     created_at: datetime = _when()
     updated_at: datetime = _when()
 
