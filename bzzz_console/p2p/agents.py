@@ -3,7 +3,8 @@
 ``capability_broadcast`` registers them (first-class here: ``bzzz_lookup`` finds them, a thread can invite them
 by name, their turns then travel as ``thread_message``); ``availability_broadcast`` and ``agent_state`` keep their
 states. Their lifecycle was checked on their node; here it is only mirrored. Nothing from the network may replace
-one of this node's own agents.
+one of this node's own agents. A broadcast without ``agents`` is a Go BZZZ node's (:mod:`~bzzz_console.p2p.gometa`
+keeps it for the network view); an agent entry that cannot be used is counted, never skipped silently.
 """
 
 from __future__ import annotations
@@ -34,16 +35,24 @@ class RemoteAgents:
 
     def on_capabilities(self, data: dict[str, Any], author: str) -> None:
         agents = data.get("agents")
+        if "agents" not in data:
+            self.net.go.on_broadcast("capability_broadcast", data, author)  # a Go node: one node, one agent
+            return
         if not isinstance(agents, list):
-            return  # a v1 node: capabilities without agents
+            self.net.refuse("capability_broadcast", "schema", "data.agents: must be a list", author)
+            return
         node = self.net.nodes[author]
         for info in agents:
             if isinstance(info, dict):
                 self._register(node, info)
+            else:
+                self.net.refuse("capability_broadcast", "schema", "data.agents[]: must be objects", author)
 
     def _register(self, node: RemoteNode, info: dict[str, Any]) -> None:
         their_id, role = str(info.get("id", "")), str(info.get("role", ""))
         if not NAME.match(their_id) or not NAME.match(role):
+            detail = f"agent {their_id[:80]!r} ({role[:80]!r}): not a name"
+            self.net.refuse("capability_broadcast", "bad_agent_name", detail, node.peer_id)
             return
         name = remote_name(their_id, node.peer_id)
         existing = self.rt.agents.get(name)
@@ -66,20 +75,26 @@ class RemoteAgents:
     def on_availability(self, data: dict[str, Any], author: str) -> None:
         node = self.net.nodes[author]
         node.availability = {k: v for k, v in data.items() if k != "agents"}
+        if "agents" not in data:
+            self.net.go.on_broadcast("availability_broadcast", data, author)
         for info in data.get("agents") or []:
             if isinstance(info, dict) and str(info.get("id")) in node.agents:
                 self._set_state(node.agents[str(info["id"])], info.get("state"), author)
 
     def on_agent_state(self, data: dict[str, Any], author: str) -> None:
         name = self.net.nodes[author].agents.get(data["agent_id"])
-        if name is not None:
-            self._set_state(name, data["state"], author)
+        if name is None:
+            detail = f"agent {data['agent_id'][:80]!r} was not in a capability_broadcast of its node"
+            self.net.refuse("agent_state", "unknown_agent", detail, author)
+            return
+        self._set_state(name, data["state"], author)
 
     def _set_state(self, name: str, value: object, peer_id: str) -> None:
         agent = self.rt.agents.get(name)
         try:
             state = AgentState(str(value))
         except ValueError:
+            self.net.refuse("agent_state", "bad_state", f"{str(value)[:80]!r} is not an agent state", peer_id)
             return
         if agent is None or agent.origin != "remote" or agent.state is state:
             return

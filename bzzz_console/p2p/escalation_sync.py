@@ -141,8 +141,11 @@ class EscalationSync:
             summary = f"escalation: {data['reason'][:180]}"
             self.rt.publish(ev.NetworkMessage(type="escalation_trigger", sender=author, summary=summary))
             return
-        if not NAME.match(esc_id) or self.rt.store.get_escalation(esc_id) is not None:
-            return  # malformed, or known already (a replay, or ours)
+        if not NAME.match(esc_id):
+            self.net.refuse("escalation_trigger", "bad_escalation_id", f"{esc_id[:80]!r}: not a name", author)
+            return
+        if self.rt.store.get_escalation(esc_id) is not None:
+            return  # known already (a replay, or ours)
         context = data.get("context") if isinstance(data.get("context"), dict) else {}
         names = {k: str(data[k]) for k in ("thread_id", "agent_id") if isinstance(data.get(k), str)}
         priority = data["priority"] if data["priority"] in PRIORITIES else "medium"
@@ -192,6 +195,8 @@ class EscalationSync:
                 from bzzz_console.domain.errors import CommandError
 
                 waiting[1].set_exception(CommandError(str(data.get("error") or "refused by its node")))
+        else:
+            self.net.refuse("escalation_decision", "bad_status", f"status {str(status)[:40]!r}", author)
 
     def _apply_request(self, data: dict[str, Any], author: str) -> None:
         from bzzz_console.domain.errors import CommandError
@@ -291,6 +296,8 @@ class EscalationSync:
         from bzzz_console.domain.errors import CommandError
         from bzzz_console.store.repo import new_id
 
+        if (row.context or {}).get("read_only"):
+            raise CommandError(f"escalation {row.id} is read-only: {row.context['read_only']}")
         validate_decision(command, self.rt.settings.budgets.max_raise_usd)
         origin = row.origin_peer or ""
         if not self.net.running:

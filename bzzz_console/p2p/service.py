@@ -7,8 +7,10 @@ outcomes, claims on network tasks, and the messages of threads shared with other
 admitted message is handled on the asyncio loop: other nodes' agents become ``remote`` agents here (visible to
 ``bzzz_lookup``, invited by name, named ``<agent>.<last 6 of the peer id>``), their escalations are mirrored
 (:mod:`~bzzz_console.p2p.escalation_sync`), shared threads followed (:mod:`~bzzz_console.p2p.threads`) and announced
-tasks taken on (:mod:`~bzzz_console.p2p.tasks`). A handler that fails is counted and shown once; it never stops
-the node or the runtime.
+tasks taken on (:mod:`~bzzz_console.p2p.tasks`); what Go BZZZ nodes say is read by :mod:`~bzzz_console.p2p.gonodes`
+and :mod:`~bzzz_console.p2p.gometa`. Nothing is dropped silently: what a handler cannot use is counted by message
+type and reason (:meth:`Network.refuse`, logged once per pair), and a handler that fails is counted and shown; it
+never stops the node or the runtime.
 """
 
 from __future__ import annotations
@@ -27,6 +29,8 @@ from bzzz_console.domain import events as ev
 from bzzz_console.domain.threads import ThreadStatus
 from bzzz_console.p2p.agents import RemoteAgents
 from bzzz_console.p2p.escalation_sync import EscalationSync
+from bzzz_console.p2p.gometa import GoMeta, IssueTopics, summary_of
+from bzzz_console.p2p.gonodes import Unusable
 from bzzz_console.p2p.node import NodeConfig, P2PError, P2PNode
 from bzzz_console.p2p.tasks import TaskExchange
 from bzzz_console.p2p.threads import ThreadSync
@@ -64,6 +68,11 @@ class Network:
         self.handler_errors = 0
         self.dropped: Counter[str] = Counter()
         """Messages admitted by the node but refused by their handler (e.g. ``bad_signature``), by reason."""
+        self.unusable: Counter[tuple[str, str]] = Counter()
+        """What peers sent that could not be used, by (message type, reason); the last detail of each beside."""
+        self.unusable_detail: dict[tuple[str, str], str] = {}
+        self.go = GoMeta(self)
+        self.issue_topics = IssueTopics()
         self.agents = RemoteAgents(self)
         self.escalations = EscalationSync(self)
         self.tasks = TaskExchange(self)
@@ -149,6 +158,18 @@ class Network:
             finally:
                 self._outbox.task_done()
 
+    def refuse(self, kind: str, reason: str, detail: str, author: str) -> None:
+        """Part of a peer's message cannot be used: counted by type and reason, logged the first time per pair."""
+        key = (kind, reason)
+        self.unusable[key] += 1
+        self.unusable_detail[key] = detail[:300]
+        level = logging.WARNING if self.unusable[key] == 1 else logging.DEBUG
+        log.log(level, "unusable %s from %s (%s): %s", kind, author, reason, detail)
+
+    def shown(self, kind: str, author: str, summary: str) -> None:
+        """A message nobody here acts on, shown to the operator in the network view."""
+        self.rt.publish(ev.NetworkMessage(type=kind, sender=author, summary=summary[:200]))
+
     def show_error(self, message: str) -> None:
         """Log every failure; show the operator each distinct one at most once a minute."""
         log.warning("%s", message)
@@ -220,6 +241,8 @@ class Network:
         while True:
             await asyncio.sleep(1.0)
             try:
+                assert self.node is not None
+                await self.issue_topics.sync(self.node)
                 self._greet_new_peers()
                 self._flush_states()
                 if self._capabilities_due:
@@ -290,10 +313,12 @@ class Network:
             if handler is not None:
                 handler(message.data, author)
             else:
-                summary = str(message.data.get("message") or message.data.get("title") or "")[:200]
-                self.rt.publish(ev.NetworkMessage(type=message.type.value, sender=author, summary=summary))
+                self.shown(message.type.value, author, summary_of(message.data))
+        except Unusable as exc:
+            self.refuse(message.type.value, exc.reason, exc.detail, author)
         except Exception as exc:
             self.handler_errors += 1
+            self.refuse(message.type.value, "could_not_handle", f"{type(exc).__name__}: {exc}", author)
             self.show_error(
                 f"a {message.type.value} from {author} could not be handled: {type(exc).__name__}: {exc}"
             )
@@ -308,6 +333,9 @@ class Network:
             MessageType.TASK_ANNOUNCEMENT: self.tasks.on_announcement,
             MessageType.TASK_CLAIM: self.tasks.on_claim,
             MessageType.THREAD_MESSAGE: self.threads.on_message,
+            MessageType.META_DISCUSSION: self.go.on_meta_discussion,
+            MessageType.TASK_HELP_REQUEST: self.go.on_help_request,
+            MessageType.TASK_HELP_RESPONSE: self.go.on_help_response,
         }
 
     # -- for the console and `status` ---------------------------------------------------------------------
@@ -340,4 +368,15 @@ class Network:
             "peer_list": peers,
             "received_by_type": dict(self.received_by_type),
             "handler_errors": self.handler_errors,
+            "unusable": [
+                {
+                    "type": kind,
+                    "reason": reason,
+                    "count": n,
+                    "detail": self.unusable_detail.get((kind, reason)),
+                }
+                for (kind, reason), n in sorted(self.unusable.items(), key=lambda kv: (-kv[1], kv[0]))
+            ],
+            "go_nodes": [{"peer_id": peer, **seen} for peer, seen in sorted(self.go.nodes.items())],
+            "network_tasks": self.tasks.shown(),
         }

@@ -67,6 +67,7 @@ class ThreadSync:
                 await self._handle(data, sender)
             except Exception as exc:  # one bad message must not stop the others
                 self.net.handler_errors += 1
+                self.net.refuse("thread_message", "could_not_handle", f"{type(exc).__name__}: {exc}", sender)
                 self.net.show_error(
                     f"a thread_message from {sender} could not be handled: {type(exc).__name__}: {exc}"
                 )
@@ -142,7 +143,11 @@ class ThreadSync:
 
     async def _handle(self, data: dict[str, Any], sender: str) -> None:
         key = f"{sender}:{data['message_id']}"
-        if key in self._seen or len(data["content"]) > MAX_CONTENT:
+        if key in self._seen:
+            return
+        if len(data["content"]) > MAX_CONTENT:
+            detail = f"{len(data['content'])} characters > {MAX_CONTENT}"
+            self.net.refuse("thread_message", "too_long", detail, sender)
             return
         self._seen.add(key)
         author = self.local_name(data["author"])
@@ -151,6 +156,9 @@ class ThreadSync:
         if data.get("host") == self.net.peer_id:
             if data["author"].endswith(f".{sender[-6:]}"):  # a node speaks for its own agents only
                 await self._into_hosted(data, author)
+            else:
+                detail = f"{data['author'][:80]!r} is not an agent of node {sender}"
+                self.net.refuse("thread_message", "not_its_agent", detail, sender)
         elif data.get("host") == sender:
             await self._into_mirror(data, author, sender)
 

@@ -108,6 +108,8 @@ def decide(rt: Runtime, command: cmd.Decision, extra: dict[str, Any] | None = No
     from bzzz_console.runtime.escalation.decisions import DecisionError
 
     mirror = rt.store.get_escalation(command.escalation_id or "")
+    if mirror is not None and (mirror.context or {}).get("read_only"):  # e.g. a Go node's: nothing to answer
+        raise CommandError(f"escalation {mirror.id} is read-only: {mirror.context['read_only']}")
     if mirror is not None and mirror.origin_peer:
         raise CommandError(
             f"escalation {mirror.id} was raised on node {mirror.origin_peer}, which decides it: answer it while "
