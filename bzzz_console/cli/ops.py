@@ -72,7 +72,7 @@ def escalations_show(
         if as_json:
             sys.stdout.write(json.dumps(data, indent=2, default=str) + "\n")
             return
-        from bzzz_console.domain.text import inert, inert_line
+        from bzzz_console.domain.text import inert, inert_line, usd
 
         def one(value: object) -> str:  # every field is data (agents, peers, MCP clients): shown inert
             return inert_line(str(value))
@@ -88,8 +88,8 @@ def escalations_show(
         lines += [f"  {one(line)}" for line in row.context.get("excerpt", [])]
         for budget in row.context.get("spend", []):
             lines.append(
-                f"spend {one(budget['scope'])} {one(budget['key'])}: ${budget['spent_usd']:.4f} of "
-                f"{_limit(budget['limit_usd'])}"
+                f"spend {one(budget['scope'])} {one(budget['key'])}: {usd(budget['spent_usd'], 4)} of "
+                f"{usd(budget['limit_usd'])}"
             )
         if row.context.get("options"):
             lines.append("options: " + ", ".join(one(o) for o in row.context["options"]))
@@ -250,16 +250,6 @@ def _audit_decision(settings: Any, store: Any, row: Any, who: str) -> None:
         )
 
 
-def _limit(value: float) -> str:
-    from bzzz_console.runtime.memory import usd
-
-    return usd(value)
-
-
-def _usd(value: float | None) -> str:
-    return "unknown" if value is None else f"${value:.4f}"
-
-
 def spend(
     as_json: JsonOption = False,
     db: DbOption = None,
@@ -268,6 +258,7 @@ def spend(
     """Token spend and cost: totals, per agent and model, budgets, and the seed's success metrics."""
     from bzzz_console.cli import common
     from bzzz_console.domain.specs import load_specs
+    from bzzz_console.domain.text import usd
     from bzzz_console.resources import agents_dir
     from bzzz_console.store.repo import Store
     from bzzz_console.views.spend import spend_report
@@ -288,7 +279,7 @@ def spend(
             else ""
         )
         typer.echo(
-            f"total ${report['cost_usd']:.4f}{unknown} · today ${report['today']['cost_usd']:.4f} · "
+            f"total {usd(report['cost_usd'], 4)}{unknown} · today {usd(report['today']['cost_usd'], 4)} · "
             f"{report['prompt_tokens']} prompt ({report['cached_tokens']} cached) + "
             f"{report['completion_tokens']} completion tokens in {report['calls']} calls"
         )
@@ -392,7 +383,7 @@ def status(
 
 
 def _print_status(report: dict[str, Any]) -> None:
-    from bzzz_console.domain.text import inert_line
+    from bzzz_console.domain.text import inert_line, usd
 
     def one(value: object) -> str:  # escalations and budgets name agents, rules and reasons: data
         return inert_line(str(value))
@@ -427,7 +418,7 @@ def _print_status(report: dict[str, Any]) -> None:
         )
         spend = report["spend"]
         lines.append(
-            f"spend           ${spend['today_usd']:.4f} today, ${spend['total_usd']:.4f} in all"
+            f"spend           {usd(spend['today_usd'], 4)} today, {usd(spend['total_usd'], 4)} in all"
             + (
                 f", {spend['unknown_cost_calls']} calls of unpriced models"
                 if spend["unknown_cost_calls"]
@@ -436,8 +427,8 @@ def _print_status(report: dict[str, Any]) -> None:
         )
         for budget in spend["budgets_over_80pct"]:
             lines.append(
-                f"  ⚠ {one(budget['scope'])} {one(budget['key'])}: ${budget['spent_usd']:.4f} of "
-                f"{_limit(budget['limit_usd'])}"
+                f"  ⚠ {one(budget['scope'])} {one(budget['key'])}: {usd(budget['spent_usd'], 4)} of "
+                f"{usd(budget['limit_usd'])}"
             )
     lines.append("healthy" if report["healthy"] else "NOT healthy")
     typer.echo("\n".join(lines))

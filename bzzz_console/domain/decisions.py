@@ -15,6 +15,7 @@ from typing import Any
 from bzzz_console.domain import commands as cmd
 from bzzz_console.domain.errors import CommandError
 from bzzz_console.domain.principals import shown_as
+from bzzz_console.domain.text import usd
 
 
 class InvalidDecision(ValueError):
@@ -41,10 +42,12 @@ def check_amount(amount: object, max_raise_usd: float) -> float:
     if value <= 0:
         raise InvalidDecision("amount_usd", f"raise the budget by a positive amount of USD, not {value:g}")
     if value > max_raise_usd:
-        shown = f"{value:,.2f}" if value < 1e12 else f"{value:.3g}"  # 1e308 would print 309 digits
+        # 1e308 would print 309 digits
+        shown = usd(value, 2, grouped=True) if value < 1e12 else f"${value:.3g}"
         raise InvalidDecision(
             "amount_usd",
-            f"raise the budget by at most ${max_raise_usd:,.2f} at once (budgets.max_raise_usd), not ${shown}",
+            f"raise the budget by at most {usd(max_raise_usd, 2, grouped=True)} at once (budgets.max_raise_usd), "
+            f"not {shown}",
         )
     return value
 

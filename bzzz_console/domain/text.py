@@ -178,3 +178,15 @@ def md_block(text: str) -> str:
             line = _outside_code(line)
         out.append(f"> {line}" if line else ">")
     return "\n".join(out)
+
+
+# -- amounts ---------------------------------------------------------------------------------------------------
+def usd(amount: float | None, places: int | None = None, *, grouped: bool = False) -> str:
+    """US dollars as every surface shows them: with ``places`` decimals, or by default as many as the amount needs
+    ($5.00, $0.0044); ``grouped`` separates the thousands ($1,000.00). None (a model nobody priced) is
+    ``unknown``, never $0."""
+    if amount is None:
+        return "unknown"
+    if places is None:
+        places = 2 if abs(amount) >= 1 or amount == 0 else 4
+    return f"${amount:{',' if grouped else ''}.{places}f}"

@@ -22,11 +22,6 @@ def _words(text: str) -> set[str]:
     return set(_WORD.findall(text.lower()))
 
 
-def usd(amount: float) -> str:
-    """Dollars with the precision small amounts need: $5.00, $0.0044."""
-    return f"${amount:.2f}" if abs(amount) >= 1 or amount == 0 else f"${amount:.4f}"
-
-
 def excerpt(text: str, limit: int = 160) -> str:
     flat = " ".join(text.split())
     return flat if len(flat) <= limit else flat[: limit - 1] + "…"

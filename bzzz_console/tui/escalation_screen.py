@@ -13,10 +13,9 @@ from textual.widgets import Footer, Static
 
 from bzzz_console.domain import commands as cmd
 from bzzz_console.domain.decisions import failure_note
-from bzzz_console.domain.text import inert
+from bzzz_console.domain.text import inert, usd
 from bzzz_console.domain.text import inert_line as one
 from bzzz_console.resources import screens_dir
-from bzzz_console.runtime.memory import usd
 from bzzz_console.tui import clock
 from bzzz_console.tui.modals import AskText, Confirm
 from bzzz_console.tui.tables import PRIORITY_STYLE, STATE_STYLE, countdown
@@ -108,16 +107,16 @@ class EscalationScreen(Screen[None]):
             g, s = STATE_STYLE.get(agent.state, ("?", ""))
             ctx.append("\nAgent  ", style="bold")
             ctx.append(f"{g} {one(agent.id)} ({one(agent.role)}) {one(agent.state)}", style=s)
-            ctx.append(f" · model {one(agent.model)} · ${agent.cost:.4f} · {agent.tokens:,} tokens\n")
+            ctx.append(f" · model {one(agent.model)} · {usd(agent.cost, 4)} · {agent.tokens:,} tokens\n")
         thread = view.threads.get(e.thread_id or "")
         if thread is not None:
             ctx.append("Thread ", style="bold")
             ctx.append(
-                f"{one(thread.id)} · {one(thread.topic)} · {one(thread.status)} · ${thread.cost:.4f}\n"
+                f"{one(thread.id)} · {one(thread.topic)} · {one(thread.status)} · {usd(thread.cost, 4)}\n"
             )
         for budget in e.context.get("spend", []):
             ctx.append(
-                f"Budget {one(budget['scope'])} {one(budget['key'])}: ${budget['spent_usd']:.4f} of "
+                f"Budget {one(budget['scope'])} {one(budget['key'])}: {usd(budget['spent_usd'], 4)} of "
                 f"{usd(budget['limit_usd'])}\n",
                 style="yellow" if budget["spent_usd"] >= budget["limit_usd"] else "",
             )

@@ -7,7 +7,7 @@ from textual.app import ComposeResult
 from textual.containers import Vertical
 from textual.widgets import Sparkline, Static
 
-from bzzz_console.domain.text import inert_line
+from bzzz_console.domain.text import inert_line, usd
 from bzzz_console.tui import clock
 from bzzz_console.tui.tables import short_peer
 from bzzz_console.tui.view import FleetView
@@ -42,8 +42,8 @@ class StatusLine(Static):
         waiting = len(view.open_escalations())
         if waiting:
             text.append(f" ▸ {waiting} escalation{'s' if waiting > 1 else ''} waiting", style="bold magenta")
-        limit = f" / ${spend.daily_limit:.2f}" if spend.daily_limit is not None else ""
-        text.append(f"   ${spend.today:.2f}{limit} today ", style="bold")
+        limit = f" / {usd(spend.daily_limit, 2)}" if spend.daily_limit is not None else ""
+        text.append(f"   {usd(spend.today, 2)}{limit} today ", style="bold")
         self.update(text)
 
 
@@ -56,8 +56,8 @@ class SpendPanel(Vertical):
     def show(self, view: FleetView) -> None:
         spend, now = view.spend, clock.now()
         head = Text()
-        limit = f" of ${spend.daily_limit:.2f}" if spend.daily_limit is not None else ""
-        head.append(f"${spend.today:.4f}{limit} today", style="bold")
+        limit = f" of {usd(spend.daily_limit, 2)}" if spend.daily_limit is not None else ""
+        head.append(f"{usd(spend.today, 4)}{limit} today", style="bold")
         runway = spend.runway_hours(now)
         if runway is not None:
             head.append(f" · at this rate the budget lasts {duration(runway)}")
@@ -67,7 +67,7 @@ class SpendPanel(Vertical):
         self.query_one("#spend-sparkline", Sparkline).data = list(spend.series)
         lines = Text()
         models = " · ".join(
-            f"{inert_line(m, 40)} " + ("cost unknown" if m in spend.unknown_models and not c else f"${c:.4f}")
+            f"{inert_line(m, 40)} " + ("cost unknown" if m in spend.unknown_models and not c else usd(c, 4))
             for m, c in sorted(spend.by_model.items(), key=lambda x: -x[1])
         )
         lines.append(models or "no model calls yet", style="dim" if not models else "")
@@ -79,7 +79,8 @@ class SpendPanel(Vertical):
             share = cost / agent_limit if agent_limit else 0.0
             over = agent_limit is not None and cost >= agent_limit
             lines.append(
-                f"{inert_line(agent_id, 40):<16} {bar(share)} ${cost:.4f}", style="bold red" if over else ""
+                f"{inert_line(agent_id, 40):<16} {bar(share)} {usd(cost, 4)}",
+                style="bold red" if over else "",
             )
             lines.append(" (over)\n" if over else "\n", style="bold red" if over else "")
         for warning in spend.warnings[-2:]:

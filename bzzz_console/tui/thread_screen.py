@@ -12,7 +12,7 @@ from textual.containers import Horizontal
 from textual.screen import Screen
 from textual.widgets import Footer, Input, ListItem, ListView, Static
 
-from bzzz_console.domain.text import inert, inert_line
+from bzzz_console.domain.text import inert, inert_line, usd
 from bzzz_console.resources import screens_dir
 from bzzz_console.tui.tables import STATE_STYLE
 from bzzz_console.tui.view import MessageView
@@ -105,7 +105,7 @@ class ThreadScreen(Screen[None]):
             head.append(status, style="bold magenta" if thread.status == "waiting_human" else "bold")
             head.append(
                 f" · consensus: {inert_line(thread.consensus) or 'not yet'} · {thread.messages} messages · "
-                f"${thread.cost:.4f}"
+                f"{usd(thread.cost, 4)}"
             )
         self.query_one("#thread-head", Static).update(head)
         people = Text("Participants\n", style="bold")

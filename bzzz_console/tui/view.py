@@ -12,6 +12,7 @@ from datetime import datetime
 from typing import Any
 
 from bzzz_console.domain import events as ev
+from bzzz_console.domain.text import usd
 from bzzz_console.domain.threads import URGENCY
 from bzzz_console.tui import clock
 
@@ -339,7 +340,10 @@ class FleetView:
 
     def _on_budget_warning(self, e: ev.BudgetWarning) -> set[str]:
         label = "breached" if e.share >= 1 else f"{e.share:.0%}"
-        self.spend.warnings = [*self.spend.warnings[-4:], f"{e.scope} {e.key}: {label} of ${e.limit_usd:.2f}"]
+        self.spend.warnings = [
+            *self.spend.warnings[-4:],
+            f"{e.scope} {e.key}: {label} of {usd(e.limit_usd, 2)}",
+        ]
         return {"spend"}
 
     def _on_escalation_raised(self, e: ev.EscalationRaised) -> set[str]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from bzzz_console.config import SecuritySettings
-from bzzz_console.domain.text import md_block, md_code, md_text
+from bzzz_console.domain.text import md_block, md_code, md_text, usd
 from bzzz_console.store.repo import Store
 from bzzz_console.store.tables import utc
 
@@ -134,7 +134,7 @@ def thread_markdown(doc: dict[str, Any]) -> str:
     decisions are literal text (``md_text``: no link, image, emphasis or HTML can start in them), ids are code
     spans, and each message body is the agent's Markdown, quoted and with HTML and images neutralised
     (``md_block``), so it cannot pass for the document's own headings."""
-    cost = "unknown" if doc["cost_usd"] is None else f"${doc['cost_usd']:.4f}"
+    cost = usd(doc["cost_usd"], 4)
     lines = [
         f"# {md_text(doc['topic'])}",
         "",

@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Any
 
 from bzzz_console.domain import events as ev
 from bzzz_console.domain.lifecycle import AgentState
+from bzzz_console.domain.text import usd
 from bzzz_console.domain.threads import ThreadStatus
 from bzzz_console.store.tables import EscalationRow
 
@@ -30,7 +31,7 @@ def describe(row: EscalationRow, decision: dict[str, Any], agent_id: str | None)
         "reject": f"{head}: rejected. Reason: {decision.get('reason', '')}{note}",
         "reply": f"{decision.get('text', '')}{note}",
         "reassign": f"{head}: {agent_id or 'the work'} is reassigned to {decision.get('to')}.{note}",
-        "raise_budget": f"{head}: budget raised by ${decision.get('amount_usd', 0):.2f}; carry on.{note}",
+        "raise_budget": f"{head}: budget raised by {usd(decision.get('amount_usd', 0), 2)}; carry on.{note}",
         "downgrade_model": f"{head}: {agent_id} continues on a cheaper model ({decision.get('model')}).{note}",
         "terminate": f"{head}: {agent_id} is stopped.{note}",
         "hand_back": f"{head}: hand back the partial work. {agent_id}, post your final answer now as a summary.{note}",

@@ -18,9 +18,10 @@ from bzzz_console.domain import events as ev
 from bzzz_console.domain.decisions import decision_record
 from bzzz_console.domain.lifecycle import AgentState
 from bzzz_console.domain.state import Agent, ThreadState
+from bzzz_console.domain.text import usd
 from bzzz_console.domain.threads import MessageType, ThreadStatus, disagreement_count, tally
 from bzzz_console.resources import agents_dir
-from bzzz_console.runtime.memory import excerpt, usd
+from bzzz_console.runtime.memory import excerpt
 from bzzz_console.runtime.rules import Rule, ThreadFacts, load_rules, matching
 from bzzz_console.store.repo import new_id
 from bzzz_console.store.tables import EscalationRow, utc
