@@ -28,7 +28,7 @@ import string
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, time
+from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -830,15 +830,88 @@ wire_inputs: st.SearchStrategy[bytes] = st.one_of(
 )
 
 
+WIRE_FIELDS = {"type", "from", "timestamp", "data", "hop_count"}
+WIRE_TYPES = {kind.value for kind in wire.MessageType}
+RFC3339 = re.compile(
+    r"([0-9]{4})-([0-9]{2})-([0-9]{2})[Tt]([0-9]{2}):([0-9]{2}):([0-9]{2})(?:\.([0-9]{1,9}))?"
+    r"(?:[Zz]|([+-])([0-9]{2}):([0-9]{2}))",
+    re.ASCII,
+)
+
+
+def wire_timestamp_ok(text: str) -> bool:
+    """RFC 3339 with an offset (ASCII digits, nothing after it), a real date and time, an offset under 24 h."""
+    match = RFC3339.fullmatch(text)
+    if match is None:
+        return False
+    year, month, day, hour, minute, second = (int(match[i]) for i in range(1, 7))
+    if match[8] and timedelta(hours=int(match[9]), minutes=int(match[10])) >= timedelta(hours=24):
+        return False
+    try:
+        datetime(year, month, day, hour, minute, second)
+    except ValueError:
+        return False
+    return True
+
+
+def expected_rejection(raw: bytes) -> str | None:
+    """The reason ``decode`` must give for ``raw`` (None: it must accept it), worked out independently of the
+    module from the rules of docs/wire-format.md, in the order ``decode`` checks them."""
+    if len(raw) > wire.MAX_MESSAGE_BYTES:
+        return "too_large"
+    try:
+        body = json.loads(raw)
+    except (ValueError, RecursionError):
+        return "not_json"
+    if not isinstance(body, dict) or set(body) - WIRE_FIELDS:
+        return "schema"
+    kind = body.get("type")
+    if not isinstance(kind, str) or kind not in WIRE_TYPES:
+        return "unknown_type"
+    sender = body.get("from")
+    if not isinstance(sender, str) or not 1 <= len(sender) <= 128:
+        return "schema"
+    stamp = body.get("timestamp")
+    if not isinstance(stamp, str) or not wire_timestamp_ok(stamp):
+        return "bad_timestamp"
+    data = body.get("data")
+    if not isinstance(data, dict | None):
+        return "schema"
+    hops = body.get("hop_count", 0)
+    if type(hops) is not int or hops < 0:
+        return "schema"
+    if hops > wire.MAX_HOPS:
+        return "hop_limit"
+    for name, expected in wire.V2_SCHEMAS.get(wire.MessageType(kind), {}).items():
+        value = (data or {}).get(name)
+        if not isinstance(value, expected) or isinstance(value, bool):
+            return "schema"
+    return None
+
+
 def check_wire(raw: bytes) -> None:
-    """``decode``: a message that encodes back to what it decodes from, or WireError with a known reason."""
+    """``decode``: a message that encodes back to what it decodes from, or WireError with the reason that fits
+    the input (:func:`expected_rejection`), never just any rejection."""
     CASES["wire"] += 1
+    expected = expected_rejection(raw)
     try:
         message = wire.decode(raw)
     except wire.WireError as exc:
-        assert exc.reason in WIRE_REASONS and exc.detail, exc
+        assert exc.reason == expected and exc.reason in WIRE_REASONS and exc.detail, (
+            exc,
+            expected,
+            raw[:200],
+        )
         return
+    assert expected is None, (expected, raw[:200])
     assert isinstance(message, wire.WireMessage)
+    body = json.loads(raw)
+    assert (message.type.value, message.sender, message.hop_count) == (
+        body["type"],
+        body["from"],
+        body.get("hop_count", 0),
+    )
+    assert json.dumps(message.data) == json.dumps(body.get("data") or {})  # NaN != NaN: compare as JSON
     try:
         again = wire.encode(message)
     except wire.WireError as exc:  # re-encoded without the sender's padding it is smaller, but data may grow
