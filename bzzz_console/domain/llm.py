@@ -67,6 +67,8 @@ class ChatResult:
     latency_s: float
     """Wall time of the successful HTTP exchange only (retries and back-off excluded)."""
     attempts: int = 1
+    usage_estimated: bool = False
+    """The server sent no token counts: ``usage`` is an estimate from the text (costs are labelled so)."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
 from bzzz_console.domain.llm import ChatMessage, ChatResult, RetryInfo, ToolCall, ToolSpec, Usage
+from bzzz_console.runtime.llm.errors import LLMError, setup_advice
 
 if TYPE_CHECKING:
     from openai import AsyncOpenAI
@@ -24,18 +25,6 @@ if TYPE_CHECKING:
 __all__ = ["LLMBackend", "LLMError", "OpenAIBackend", "RetryPolicy", "parse_retry_after"]
 
 RETRYABLE_STATUS = frozenset({408, 409, 429})
-
-
-class LLMError(Exception):
-    """A model call that failed for good (after retries, or at once for a non-retryable error)."""
-
-    def __init__(
-        self, message: str, *, status: int | None = None, attempts: int = 1, retryable: bool = False
-    ):
-        super().__init__(message)
-        self.status = status
-        self.attempts = attempts
-        self.retryable = retryable
 
 
 class LLMBackend(Protocol):
@@ -136,9 +125,18 @@ def to_openai_tools(tools: Sequence[ToolSpec]) -> list[dict[str, Any]]:
 class _Attempt(Exception):
     """One failed attempt: why, and whether another is worth it."""
 
-    def __init__(self, reason: str, *, status: int | None, retryable: bool, retry_after: float | None = None):
+    def __init__(
+        self,
+        reason: str,
+        *,
+        status: int | None,
+        retryable: bool,
+        retry_after: float | None = None,
+        timed_out: bool = False,
+    ):
         super().__init__(reason)
         self.reason, self.status, self.retryable, self.retry_after = reason, status, retryable, retry_after
+        self.timed_out = timed_out
 
 
 def _server_message(body: object, fallback: str) -> str:
@@ -240,13 +238,34 @@ class OpenAIBackend:
         if max_tokens is not None:
             kwargs["max_tokens"] = max_tokens
         attempts = max(1, self.policy.max_attempts)
+        timeout = self.policy.timeout_s
         for attempt in range(1, attempts + 1):
             started = time.monotonic()
             try:
-                response = await self._call(client, kwargs, where)
+                response = await self._call(client, kwargs, where, timeout)
                 latency = time.monotonic() - started
-                return _to_result(response, model, latency, attempt, where)
+                return _to_result(response, model, latency, attempt, where, messages)
             except _Attempt as failed:
+                advice = setup_advice(failed.status, failed.reason, model)
+                if advice is not None:  # retrying cannot help: the operator has to change something
+                    raise LLMError(
+                        f"model call rejected: {failed.reason}",
+                        status=failed.status,
+                        attempts=attempt,
+                        setup=advice,
+                    ) from failed
+                if failed.timed_out:
+                    if timeout > self.policy.timeout_s:  # it already had twice the time: it is slow or busy
+                        raise LLMError(
+                            f"no answer within {self.policy.timeout_s:g}s, then {timeout:g}s, from {where}: the "
+                            "server is slow or busy (a one-slot server is still working on the first request) "
+                            "— raise model.timeout_s",
+                            attempts=attempt,
+                            retryable=True,
+                        ) from failed
+                    # Not resent blindly: a one-slot server may still be busy with it. Once more, with time to
+                    # finish; the retry event says so while the console waits.
+                    timeout = timeout * 2
                 if not failed.retryable:
                     raise LLMError(
                         f"model call rejected: {failed.reason}", status=failed.status, attempts=attempt
@@ -266,7 +285,9 @@ class OpenAIBackend:
                 await self._sleep(delay)
         raise AssertionError("unreachable")
 
-    async def _call(self, client: AsyncOpenAI, kwargs: dict[str, Any], where: str) -> ChatCompletion:
+    async def _call(
+        self, client: AsyncOpenAI, kwargs: dict[str, Any], where: str, timeout: float
+    ) -> ChatCompletion:
         import openai
         from openai.types.chat import ChatCompletion
 
@@ -274,7 +295,9 @@ class OpenAIBackend:
             # The same client, auth, error mapping and typed response as ``chat.completions.create``, without
             # its per-field transformation of the request: our payload is already wire-format JSON, and that
             # transformation costs ~7 ms of CPU per 20-message prompt on the event loop the console shares.
-            return await client.post("/chat/completions", cast_to=ChatCompletion, body=kwargs)
+            return await client.post(
+                "/chat/completions", cast_to=ChatCompletion, body=kwargs, options={"timeout": timeout}
+            )
         except openai.APIStatusError as exc:
             status = exc.status_code
             reason = f"HTTP {status} from {where}: {_server_message(exc.body, exc.message)}"
@@ -287,7 +310,11 @@ class OpenAIBackend:
             ) from exc
         except openai.APITimeoutError as exc:
             raise _Attempt(
-                f"no answer within {self.policy.timeout_s:g}s from {where}", status=None, retryable=True
+                f"no answer within {timeout:g}s from {where} (model.timeout_s); trying once more with "
+                f"{timeout * 2:g}s",
+                status=None,
+                retryable=True,
+                timed_out=True,
             ) from exc
         except openai.APIConnectionError as exc:
             cause = exc.__cause__ or exc
@@ -296,7 +323,9 @@ class OpenAIBackend:
             raise _Attempt(f"invalid JSON from {where}: {exc}", status=None, retryable=True) from exc
 
 
-def _to_result(response: object, model: str, latency: float, attempts: int, where: str) -> ChatResult:
+def _to_result(
+    response: object, model: str, latency: float, attempts: int, where: str, sent: Sequence[ChatMessage]
+) -> ChatResult:
     from openai.types.chat import ChatCompletion
 
     # A non-JSON content type makes the SDK hand back plain text; an empty choices list is just as useless.
@@ -311,11 +340,12 @@ def _to_result(response: object, model: str, latency: float, attempts: int, wher
         for tc in message.tool_calls or ()
         if tc.type == "function"
     )
-    usage = Usage()
     if response.usage is not None:
         details = response.usage.prompt_tokens_details
         cached = details.cached_tokens if details is not None else None
         usage = Usage(response.usage.prompt_tokens, response.usage.completion_tokens, cached or 0)
+    else:  # many local servers send none: estimated, so costs and budgets keep counting (and say so)
+        usage = estimate_usage(sent, message.content, calls)
     return ChatResult(
         content=message.content,
         tool_calls=calls,
@@ -324,4 +354,15 @@ def _to_result(response: object, model: str, latency: float, attempts: int, wher
         finish_reason=choice.finish_reason or ("tool_calls" if calls else "stop"),
         latency_s=latency,
         attempts=attempts,
+        usage_estimated=response.usage is None,
     )
+
+
+def estimate_usage(sent: Sequence[ChatMessage], content: str | None, calls: Sequence[ToolCall]) -> Usage:
+    """Tokens of a call whose server reported none: ~4 characters a token (OpenAI's rule of thumb for English;
+    no tokenizer of the server's model is at hand), plus a few per message for the chat template."""
+    prompt = sum(
+        len(m.content or "") + sum(len(c.arguments) + len(c.name) for c in m.tool_calls) for m in sent
+    )
+    completion = len(content or "") + sum(len(c.arguments) + len(c.name) for c in calls)
+    return Usage(prompt_tokens=(prompt + 3) // 4 + 4 * len(sent), completion_tokens=(completion + 3) // 4)
