@@ -34,7 +34,6 @@ if TYPE_CHECKING:
     from multiaddr import Multiaddr
 
 T = TypeVar("T")
-_B58 = "123456789ABCDEFGHJKLMNPQRSTUVWXYZabcdefghijkmnopqrstuvwxyz"
 
 
 class P2PError(RuntimeError):
@@ -224,18 +223,14 @@ def peer_id_from_seed(seed: bytes) -> str:
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
     from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
+    from bzzz_console.p2p.signing import peer_id_of
+
     if len(seed) != 32:
         raise P2PError(f"the node key seed must be 32 bytes, got {len(seed)}")
     public = (
         Ed25519PrivateKey.from_private_bytes(seed).public_key().public_bytes(Encoding.Raw, PublicFormat.Raw)
     )
-    key = b"\x08\x01\x12\x20" + public  # protobuf PublicKey{Type: Ed25519, Data: 32 bytes}
-    digest = b"\x00" + bytes([len(key)]) + key  # identity multihash
-    number, text = int.from_bytes(digest, "big"), ""
-    while number:
-        number, rest = divmod(number, 58)
-        text = _B58[rest] + text
-    return "1" * (len(digest) - len(digest.lstrip(b"\0"))) + text
+    return peer_id_of(public)
 
 
 def parse_peer_addr(text: str) -> PeerInfo:

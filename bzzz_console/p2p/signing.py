@@ -9,8 +9,9 @@ Ed25519 peer id embeds its public key (an identity multihash), so the peer id is
 from __future__ import annotations
 
 import base64
-import json
 from typing import TYPE_CHECKING, Any
+
+from bzzz_console.security.nodekey import canonical_json
 
 if TYPE_CHECKING:
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
@@ -23,6 +24,15 @@ class SignatureError(ValueError):
     """A payload whose signature is missing, malformed, or not made by the claimed peer."""
 
 
+def b58encode(data: bytes) -> str:
+    """Bitcoin's base58, as peer ids are written: each leading zero byte is a ``1``."""
+    number, text = int.from_bytes(data, "big"), ""
+    while number:
+        number, rest = divmod(number, 58)
+        text = _B58[rest] + text
+    return "1" * (len(data) - len(data.lstrip(b"\0"))) + text
+
+
 def _b58decode(text: str) -> bytes:
     number = 0
     for char in text:
@@ -32,6 +42,11 @@ def _b58decode(text: str) -> bytes:
         number = number * 58 + index
     body = number.to_bytes((number.bit_length() + 7) // 8, "big") if number else b""
     return b"\0" * (len(text) - len(text.lstrip("1"))) + body
+
+
+def peer_id_of(public_key: bytes) -> str:
+    """The ``12D3KooW…`` peer id of a raw 32-byte Ed25519 public key: its identity multihash, in base58."""
+    return b58encode(_ED25519_PREFIX + public_key)
 
 
 def public_key_of_peer(peer_id: str) -> Ed25519PublicKey:
@@ -47,7 +62,7 @@ def public_key_of_peer(peer_id: str) -> Ed25519PublicKey:
 def canonical(payload: dict[str, Any]) -> bytes:
     """The signed bytes: the payload without ``signature``, keys sorted, no spaces, UTF-8."""
     body = {k: v for k, v in payload.items() if k != "signature"}
-    return json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+    return canonical_json(body)
 
 
 def sign(payload: dict[str, Any], key: Ed25519PrivateKey) -> dict[str, Any]:

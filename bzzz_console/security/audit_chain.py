@@ -25,6 +25,7 @@ from datetime import UTC, datetime
 from enum import Enum
 from typing import TYPE_CHECKING, Any
 
+from bzzz_console.security.nodekey import canonical_json
 from bzzz_console.store.tables import utc
 
 if TYPE_CHECKING:
@@ -89,9 +90,7 @@ def plain(value: Any) -> Any:
 def canonical(idx: int, at: datetime, author: str, type: str, data: dict[str, Any], prev_hash: str) -> bytes:
     """The bytes an entry's hash covers: sorted keys, no spaces, UTF-8."""
     body = {"idx": idx, "at": iso(at), "author": author, "type": type, "data": data, "prev_hash": prev_hash}
-    return json.dumps(
-        body, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False
-    ).encode("utf-8")
+    return canonical_json(body, allow_nan=False)
 
 
 def entry_hash(idx: int, at: datetime, author: str, type: str, data: dict[str, Any], prev_hash: str) -> str:

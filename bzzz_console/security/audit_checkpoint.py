@@ -44,6 +44,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from bzzz_console.security.audit_chain import Entry, iso
+from bzzz_console.security.nodekey import canonical_json
 from bzzz_console.store.tables import now_utc
 
 if TYPE_CHECKING:
@@ -88,7 +89,7 @@ class Checkpoint:
 
 def signed_bytes(database: str, size: int, head: str, at: datetime) -> bytes:
     body = {"kind": KIND, "database": database, "size": size, "head": head, "at": iso(at)}
-    return json.dumps(body, sort_keys=True, separators=(",", ":")).encode("utf-8")
+    return canonical_json(body, ascii_only=True)
 
 
 def make_checkpoint(key: Ed25519PrivateKey, database: str, size: int, head: str) -> Checkpoint:

@@ -9,11 +9,12 @@ never silently used or "fixed", because the key may already have leaked.
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import secrets
 import stat
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from bzzz_console.domain.errors import ConfigError
 
@@ -144,3 +145,12 @@ def public_key_from_hex(value: str) -> Ed25519PublicKey:
     if len(raw) != SEED_BYTES:
         raise ValueError(f"an Ed25519 public key is 64 hex digits, got {len(text)}: {value!r}")
     return Ed25519PublicKey.from_public_bytes(raw)
+
+
+def canonical_json(value: Any, *, ascii_only: bool = False, allow_nan: bool = True) -> bytes:
+    """The bytes a hash or a signature covers (audit entries, checkpoints, decisions sent to peers): keys sorted,
+    no spaces, UTF-8. ``ascii_only`` writes non-ASCII characters as ``\\u`` escapes; ``allow_nan=False`` refuses
+    NaN and the infinities (ValueError), which are not JSON."""
+    return json.dumps(
+        value, sort_keys=True, separators=(",", ":"), ensure_ascii=ascii_only, allow_nan=allow_nan
+    ).encode("utf-8")

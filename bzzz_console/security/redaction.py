@@ -18,6 +18,7 @@ from collections.abc import Callable, Iterable, Mapping
 from typing import Any, Literal
 
 from bzzz_console.config import RedactKind, SecuritySettings
+from bzzz_console.security.secrets import MIN_SECRET_LEN
 
 __all__ = ["KINDS", "Redactor", "Target", "luhn_ok", "redact", "redactor_for", "tag"]
 
@@ -26,7 +27,6 @@ KINDS: tuple[RedactKind, ...] = ("api_key", "email", "phone", "card")
 _MAX_PASSES = 4
 _CACHE_SIZE = 4096
 _CACHE_TEXT_MAX = 16_384
-MIN_SECRET_LEN = 8
 
 
 def tag(kind: str) -> str:
