@@ -46,7 +46,7 @@ def shipped() -> dict[str, Rule]:
     return {r.name: r for r in load_rules(agents_dir() / "escalation.toml")}
 
 
-def test_shipped_rules_are_the_seeds_plus_budget_error_rate_and_agent_request(
+def test_shipped_rules_are_the_seeds_plus_budget_error_rate_agent_request_and_model_trouble(
     shipped: dict[str, Rule],
 ) -> None:
     assert set(shipped) == {
@@ -55,7 +55,12 @@ def test_shipped_rules_are_the_seeds_plus_budget_error_rate_and_agent_request(
         "Budget Breach",
         "Error Rate",
         "Agent Request",
+        "Model Trouble",
     }
+    trouble = shipped["Model Trouble"]
+    assert trouble.kinds == {"model_trouble"} and "downgrade_model" in trouble.options
+    # raised by the runtime only: no facts ever make it fire on their own
+    assert matching([trouble], facts(requested=True, budget_fraction=2.0), T0 + 10 * H) == []
 
 
 def test_long_running_thread_has_the_seeds_thresholds_and_actions(shipped: dict[str, Rule]) -> None:

@@ -90,6 +90,8 @@ class ThreadState:
     task_id: str | None = None
     task: dict[str, Any] = field(default_factory=dict)
     consecutive_failures: int = 0
+    last_model_error: str | None = None
+    """The last failed model call's error in this thread, shown with any escalation about it."""
     calls: deque[tuple[datetime, bool]] = field(default_factory=lambda: deque(maxlen=50))
     """(when, ok) of recent model calls, for the error-rate rule."""
     in_turn: bool = False

@@ -25,6 +25,7 @@ CONDITIONS = (
     "error_rate",
     "budget",
     "request_human",
+    "model_trouble",
 )
 ACTIONS = ("notify_human", "request_expert", "escalate_to_architect", "create_decision_thread")
 EXPIRY_ACTIONS = ("hold", "approve", "reject")

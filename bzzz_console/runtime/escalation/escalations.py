@@ -30,7 +30,9 @@ if TYPE_CHECKING:
     from bzzz_console.runtime.runtime import Runtime
 
 PROGRESS = (MessageType.PROPOSAL, MessageType.AGREE, MessageType.ANSWER, MessageType.DECISION)
-ONCE_PER_THREAD_EXEMPT = frozenset({"request_human", "budget", "error_rate"})
+ONCE_PER_THREAD_EXEMPT = frozenset({"request_human", "model_trouble", "budget", "error_rate"})
+RAISED_BY_THE_RUNTIME = frozenset({"request_human", "model_trouble"})
+"""Conditions the runtime itself establishes (an agent's request, a model of no use): never evaluated as facts."""
 
 
 class Escalations:
@@ -75,7 +77,7 @@ class Escalations:
         """Evaluate the rules for a thread (before a turn, after a message, on the timer); raise what fires."""
         now = self.rt.clock.now()
         for rule in matching(self.rules, self.facts(thread, subject), now):
-            if "request_human" in rule.kinds:
+            if rule.kinds & RAISED_BY_THE_RUNTIME:
                 continue
             once = not (rule.kinds & ONCE_PER_THREAD_EXEMPT)
             if once and (rule.name, thread.id) in self._fired:
@@ -114,6 +116,7 @@ class Escalations:
         priority: str | None = None,
         options: Sequence[str] = (),
         turns: int = 0,
+        model_error: str | None = None,
     ) -> str:
         """Persist an escalation (and the thread's pause, the agent's state) in one commit; then publish."""
         now = self.rt.clock.now()
@@ -132,6 +135,10 @@ class Escalations:
             "options": list(options or rule.options),
             "topic": thread.topic,
         }
+        if (
+            model_error or thread.last_model_error
+        ):  # what the server last said: every model escalation shows it
+            context["model_error"] = model_error or thread.last_model_error
         tight = self.rt.budgets.tightest(agent, thread.id)
         if "budget" in rule.kinds and tight is not None:
             context["budget"] = {"scope": tight.scope, "key": tight.key}
@@ -177,8 +184,16 @@ class Escalations:
         return row.id
 
     def rule_for_request(self) -> Rule:
-        found = next((r for r in self.rules if "request_human" in r.kinds), None)
-        return found or Rule("Agent Request", (), (), "medium", timedelta(hours=1), "hold")
+        return self.rule_for("request_human")
+
+    def rule_for(self, kind: str) -> Rule:
+        """The rules file's rule for a condition the runtime raises itself, or a built-in one without it."""
+        found = next((r for r in self.rules if kind in r.kinds), None)
+        if found is not None:
+            return found
+        if kind == "model_trouble":
+            return Rule("Model Trouble", (), (), "high", timedelta(hours=1), "hold")
+        return Rule("Agent Request", (), (), "medium", timedelta(hours=1), "hold")
 
     def _run_actions(self, rule: Rule, thread: ThreadState) -> None:
         conv = self.rt.conversations

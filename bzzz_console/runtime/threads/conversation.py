@@ -16,6 +16,7 @@ from bzzz_console.domain.state import Agent, Participant, ThreadState
 from bzzz_console.domain.threads import SYSTEM_AUTHOR, MessageType, ThreadMessage, ThreadStatus, Vote
 from bzzz_console.runtime.memory import excerpt, make_episodes
 from bzzz_console.runtime.threads.membership import Membership
+from bzzz_console.runtime.threads.model_watch import ModelWatch
 from bzzz_console.runtime.threads.turns import TurnTaking
 from bzzz_console.runtime.tools.base import ToolError
 from bzzz_console.security.redaction import redactor_for
@@ -48,6 +49,7 @@ class Conversations(TurnTaking, Membership):
         self.rt = rt
         self.threads: dict[str, ThreadState] = {}
         self._drivers: dict[str, asyncio.Task[None]] = {}
+        self.watches: dict[tuple[str, str], ModelWatch] = {}
 
     # -- starting work ------------------------------------------------------------------------------------
     def select_agents(self, task: TaskRow) -> list[Participant] | None:

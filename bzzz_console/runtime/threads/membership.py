@@ -47,7 +47,9 @@ class Membership:
         return speaker is not None and speaker.id == agent_id
 
     def create_thread(self, topic: str, participants: Sequence[str], creator: str | None) -> ThreadState:
-        """A thread without a task (bzzz_thread create): named agents, or the least loaded agent of a role."""
+        """A thread without a task (bzzz_thread create): named agents, or the least loaded agent of a role. One is
+        enough to open it (the creator alone, others join later); it waits for a second before any turn, since
+        consensus needs two."""
         chosen: list[Agent] = []
         for i, name in enumerate(([creator] if creator else []) + list(participants)):
             agent = self.rt.agents.get(name)
@@ -66,8 +68,8 @@ class Membership:
                 raise ToolError(f"participants: no free agent or role {name!r}")
             if agent not in chosen:
                 chosen.append(agent)
-        if len(chosen) < 2:
-            raise ToolError("participants: a thread needs at least two agents")
+        if not chosen:
+            raise ToolError("participants: name at least one agent or role (or create it as your agent_id)")
         thread_id = new_id("thread")
         members = [Participant(a.id, a.role) for a in chosen]
         opening = MessageRow(
@@ -151,6 +153,8 @@ class Membership:
                 reason=f"{agent.id} joined: {reason}",
             )
         )
+        if thread.status is ThreadStatus.ACTIVE:
+            self.start_driver(thread)  # a thread opened alone was waiting for a second participant
 
     def replace_participant(self, thread: ThreadState, old: Agent, new: Agent) -> None:
         self.rt.store.replace_participant(thread.id, old.id, new.id, new.role)
