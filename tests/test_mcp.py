@@ -541,8 +541,10 @@ async def test_get_reads_threads_tasks_agents_and_escalations(demo_settings: Set
         ):
             text = await error(client, "bzzz_get", {"address": f"bzzz://*@*/{missing}"})
             assert "address: no " in text and "'nope'" in text
-        text = await error(client, "bzzz_get", {"address": "bzzz://architect-1@default"})
-        assert "address: must name a thing" in text
+        card = await ok(client, "bzzz_get", {"address": "bzzz://architect-1@default"})  # no path: the agent
+        assert (card["kind"], card["agent_id"], card["origin"]) == ("agent", "architect-1", "local")
+        text = await error(client, "bzzz_get", {"address": "bzzz://nobody@default"})
+        assert "address: no agent matches bzzz://nobody@default" in text
 
 
 async def test_thread_join_leave_list_and_summarize(demo_settings: Settings) -> None:

@@ -2,6 +2,8 @@
 
 Each MCP tool function gets the signature of its argument model, so the input schema MCP clients see is the
 schema in-process agents see; a failed call comes back as ``is_error`` with the message that names the field.
+Each tool's output schema is its result model (:mod:`~bzzz_console.runtime.tools.results`), and every result is
+checked against it before it leaves.
 
 Who calls is a :class:`~bzzz_console.domain.principals.Principal`: from the bearer token over HTTP (put into the
 request's scope by :class:`~bzzz_console.mcp.serve.BearerAuth`), from the command line over stdio. An agent token
@@ -119,6 +121,17 @@ def _tool_function(
     return call
 
 
+def _with_output(tool: Any, result: Any) -> Any:
+    """The tool's own result model as its output schema (not the generic object of a ``dict`` return type)."""
+    from bzzz_console.runtime.tools.results import output_schema
+
+    if result is None:
+        raise ValueError(f"{tool.name} declares no result model")
+    meta = tool.fn_metadata
+    meta.output_model, meta.output_schema, meta.wrap_output = result, output_schema(result), False
+    return tool
+
+
 def _strict(tool: Any) -> Any:
     """Refuse unknown arguments, as the in-process path does: a misspelled field is an error that names it,
     not something silently dropped (the SDK's argument models ignore extra fields by default)."""
@@ -160,15 +173,12 @@ def build_server(
         function = _tool_function(
             rt, tool, readonly or rt.settings.mcp.readonly or rt.settings.security.readonly, tokens, principal
         )
-        tools.append(
-            _strict(
-                MCPTool.from_function(
-                    function,
-                    name=tool.name,
-                    description=tool.description,
-                    annotations=annotations,
-                    structured_output=True,
-                )
-            )
+        mcp_tool = MCPTool.from_function(
+            function,
+            name=tool.name,
+            description=tool.description,
+            annotations=annotations,
+            structured_output=True,
         )
+        tools.append(_strict(_with_output(mcp_tool, tool.result)))
     return MCPServer("bzzz", instructions=INSTRUCTIONS, version=__version__, tools=tools)

@@ -56,6 +56,8 @@ class Tool:
     handler: Handler
     read_only: bool = False
     destructive: bool = False
+    result: Any = None
+    """The model (or the union of models) of what it returns: the MCP output schema (:mod:`results`)."""
 
     @property
     def spec(self) -> ToolSpec:

@@ -1,4 +1,10 @@
-"""What the read tools see: ``bzzz_get`` describes an addressed thing, ``bzzz_lookup`` finds agents."""
+"""What the read tools see: ``bzzz_get`` describes an addressed thing, ``bzzz_lookup`` finds agents.
+
+``bzzz_get`` reads every address the other tools hand out: a path names one thread, task, agent, escalation or
+subscription; an address without one names agents (``bzzz://<agent>@*`` and ``bzzz://<agent>:<role>@*``, as
+``bzzz_announce`` and ``bzzz_lookup`` return them, are that agent's card; a role or a wildcard lists the agents it
+matches), or with a task segment (``bzzz://*@project:<task>``) that task. The shapes are in :mod:`results`.
+"""
 
 from __future__ import annotations
 
@@ -23,6 +29,7 @@ def describe(
             row = rt.store.get_thread(ident)
             messages = rt.store.messages(ident, last=max_history) if max_history else []
             out: dict[str, Any] = {
+                "kind": "thread",
                 "thread_id": row.id,
                 "topic": row.topic,
                 "status": row.status,
@@ -43,7 +50,8 @@ def describe(
             return out
         if kind == "tasks":
             task = rt.store.get_task(ident)
-            return {
+            found: dict[str, Any] = {
+                "kind": "task",
                 "task_id": task.id,
                 "title": task.title,
                 "description": task.description,
@@ -52,12 +60,16 @@ def describe(
                 "status": task.status,
                 "project": task.project,
                 "thread_id": task.thread_id,
+                "source": task.source,
             }
+            if task.details.get("origin") == "go":
+                found["network"] = go_task_info(task.details)
+            return found
         if kind == "agents":
             agent = rt.agents.get(ident)
             if agent is None:
                 raise NotFound(f"no agent {ident!r}")
-            info = agent_info(agent)
+            info: dict[str, Any] = {"kind": "agent", **agent_info(agent)}
             if include_metadata:
                 info["metadata"] = {
                     "threads": sorted(agent.threads),
@@ -71,22 +83,60 @@ def describe(
                 raise NotFound(f"no escalation {ident!r}")
             from bzzz_console.views.reports import escalation_summary
 
-            found = {
+            shown: dict[str, Any] = {
+                "kind": "escalation",
                 **escalation_summary(escalation),
                 "default_action": escalation.default_action,
                 "decision": escalation.decision,
+                "read_only": (escalation.context or {}).get("read_only"),
             }
             if include_metadata:
-                found["context"] = escalation.context
-            return found
+                shown["context"] = escalation.context
+            return shown
         if kind == "subscriptions":
             try:
-                return rt.subscriptions.take(ident, max_history)
+                return {"kind": "subscription", **rt.subscriptions.take(ident, max_history)}
             except KeyError:
                 raise NotFound(f"no subscription {ident!r} on this node") from None
     except NotFound as exc:
         raise ToolError(f"address: {exc}") from None
     raise ToolError(f"address: /{kind} names nothing that can be read")
+
+
+def describe_agents(rt: Runtime, address: SemanticAddress, include_metadata: bool) -> dict[str, Any]:
+    """An address without a path: one agent's card when it names an agent by id, else the agents it matches."""
+    agent = rt.agents.get(address.agent or "")
+    if agent is not None and any(
+        address.matches_agent(agent.id, n) for n in (agent.role, *agent.spec.aliases)
+    ):
+        return describe(rt, ("agents", agent.id), 0, include_metadata)
+    matches = lookup_agents(rt, address, None)
+    if not matches:
+        raise ToolError(f"address: no agent matches {address.format()}")
+    return {"kind": "agents", "address": address.format(), "matches": matches, "count": len(matches)}
+
+
+def go_task_info(details: dict[str, Any]) -> dict[str, Any]:
+    """What a Go BZZZ task carries, from the task's details (``p2p/gonodes.py`` writes them)."""
+    deps = [*details.get("dependencies", []), *details.get("blocked_by", [])]
+    labels = {f"{d.get('repository')}#{d.get('task_number')}" for d in deps if isinstance(d, dict)}
+    hours = details.get("estimated_hours")
+    return {
+        "origin": "go",
+        "repository": str(details.get("repository", "")),
+        "number": int(details.get("number", 0)),
+        "url": details.get("url") or None,
+        "labels": list(details.get("labels", [])),
+        "difficulty": details.get("difficulty"),
+        "task_type": details.get("task_type"),
+        "estimated_hours": float(hours) if isinstance(hours, int | float) else None,
+        "required_skills": list(details.get("required_skills", [])),
+        "depends_on": sorted(labels),
+        "waiting_for": list(details.get("waiting_for", [])),
+        "scenario": details.get("scenario"),
+        "announcer": details.get("announcer"),
+        "announcements": int(details.get("announcements", 0)),
+    }
 
 
 def agent_info(agent: Agent) -> dict[str, Any]:

@@ -17,7 +17,8 @@ from bzzz_console.runtime.tools.base import (
     need_agent,
     parse_address,
 )
-from bzzz_console.runtime.tools.directory import describe, lookup_agents
+from bzzz_console.runtime.tools.directory import describe, describe_agents, lookup_agents
+from bzzz_console.runtime.tools.results import GetResult, HumanRequested, LookupResult, PostResult
 
 if TYPE_CHECKING:
     from bzzz_console.runtime.runtime import Runtime
@@ -74,9 +75,12 @@ def _deliver(rt: Runtime, author: str, address: SemanticAddress, args: PostArgs,
 
 async def _get(rt: Runtime, ctx: ToolContext, args: GetArgs) -> ToolOutcome:
     address = parse_address(args.address, "address")
-    if address.target is None:
-        raise ToolError("address: must name a thing, e.g. bzzz://*@project/threads/<id> or /tasks/<id>")
-    return ToolOutcome(describe(rt, address.target, int(args.max_history), args.include_metadata), ok=True)
+    history, metadata = int(args.max_history), args.include_metadata
+    if address.target is not None:
+        return ToolOutcome(describe(rt, address.target, history, metadata), ok=True)
+    if address.task not in (None, "*"):  # bzzz://*@project:<task>
+        return ToolOutcome(describe(rt, ("tasks", address.task), history, metadata), ok=True)
+    return ToolOutcome(describe_agents(rt, address, metadata), ok=True)
 
 
 async def _lookup(rt: Runtime, ctx: ToolContext, args: LookupArgs) -> ToolOutcome:
@@ -101,14 +105,22 @@ async def _request_human(rt: Runtime, ctx: ToolContext, args: RequestHumanArgs) 
 
 
 CORE_TOOLS = (
-    Tool("bzzz_post", "Post events or messages to BZZZ addresses", PostArgs, _post),
-    Tool("bzzz_get", "Retrieve content from BZZZ semantic addresses", GetArgs, _get, read_only=True),
+    Tool("bzzz_post", "Post events or messages to BZZZ addresses", PostArgs, _post, result=PostResult),
+    Tool(
+        "bzzz_get",
+        "Retrieve content from BZZZ semantic addresses",
+        GetArgs,
+        _get,
+        read_only=True,
+        result=GetResult,
+    ),
     Tool(
         "bzzz_lookup",
         "Discover agents and resources using semantic addressing",
         LookupArgs,
         _lookup,
         read_only=True,
+        result=LookupResult,
     ),
 )
 REQUEST_HUMAN = Tool(
@@ -116,4 +128,5 @@ REQUEST_HUMAN = Tool(
     "Escalate to a human operator when the team cannot decide on its own",
     RequestHumanArgs,
     _request_human,
+    result=HumanRequested,
 )

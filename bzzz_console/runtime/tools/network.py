@@ -25,6 +25,13 @@ from bzzz_console.runtime.tools.base import (
     need_agent,
     parse_address,
 )
+from bzzz_console.runtime.tools.results import (
+    Announced,
+    DecideResult,
+    EscalationsResult,
+    Subscribed,
+    ThreadResult,
+)
 
 if TYPE_CHECKING:
     from bzzz_console.runtime.runtime import Runtime
@@ -72,7 +79,7 @@ async def _thread(rt: Runtime, ctx: ToolContext, args: ThreadArgs) -> ToolOutcom
     conv = rt.conversations
     if args.action == "list":
         threads = [_thread_info(rt, t.id) for t in rt.store.threads()]
-        return ToolOutcome({"threads": threads, "count": len(threads)}, ok=True)
+        return ToolOutcome({"action": "list", "threads": threads, "count": len(threads)}, ok=True)
     if args.action == "create":
         if not args.topic or not args.topic.strip():
             raise ToolError("topic: required to create a thread")
@@ -85,7 +92,7 @@ async def _thread(rt: Runtime, ctx: ToolContext, args: ThreadArgs) -> ToolOutcom
         raise ToolError(f"thread_id: required for {args.action}")
     thread = conv.threads.get(args.thread_id)
     if args.action == "summarize":
-        return ToolOutcome(_summary(rt, args.thread_id), ok=True)
+        return ToolOutcome({"action": "summarize", **_summary(rt, args.thread_id)}, ok=True)
     agent_id = need_agent(rt, ctx, "bzzz_thread", args.agent_id)
     if thread is None or thread.status is ThreadStatus.CLOSED:
         raise ToolError(f"thread_id: {args.thread_id!r} is not an open thread on this node")
@@ -189,16 +196,19 @@ async def _escalations(rt: Runtime, ctx: ToolContext, args: EscalationsArgs) -> 
             raise ToolError(f"escalation_id: no escalation {args.escalation_id!r}")
         return ToolOutcome(
             {
+                "action": "show",
                 **escalation_summary(row),
                 "default_action": row.default_action,
                 "context": row.context,
                 "decision": row.decision,
                 "answered_by": row.answered_by,
+                "read_only": (row.context or {}).get("read_only"),
             },
             ok=True,
         )
     rows = [e for e in rt.store.escalations() if args.include_closed or e.state == "open"]
-    return ToolOutcome({"escalations": [escalation_summary(e) for e in rows], "count": len(rows)}, ok=True)
+    listed = [escalation_summary(e) for e in rows]
+    return ToolOutcome({"action": "list", "escalations": listed, "count": len(rows)}, ok=True)
 
 
 async def _decide(rt: Runtime, ctx: ToolContext, args: DecideArgs) -> ToolOutcome:
@@ -257,15 +267,29 @@ NETWORK_TOOLS = (
         "Announce agent presence and capabilities on the BZZZ network",
         AnnounceArgs,
         _announce,
+        result=Announced,
     ),
-    Tool("bzzz_thread", "Manage threaded conversations between agents", ThreadArgs, _thread),
-    Tool("bzzz_subscribe", "Subscribe to real-time events from BZZZ network", SubscribeArgs, _subscribe),
+    Tool(
+        "bzzz_thread",
+        "Manage threaded conversations between agents",
+        ThreadArgs,
+        _thread,
+        result=ThreadResult,
+    ),
+    Tool(
+        "bzzz_subscribe",
+        "Subscribe to real-time events from BZZZ network",
+        SubscribeArgs,
+        _subscribe,
+        result=Subscribed,
+    ),
     Tool(
         "bzzz_escalations",
         "List escalations waiting for a human, or show one with its context",
         EscalationsArgs,
         _escalations,
         read_only=True,
+        result=EscalationsResult,
     ),
     Tool(
         "bzzz_decide",
@@ -274,5 +298,6 @@ NETWORK_TOOLS = (
         DecideArgs,
         _decide,
         destructive=True,
+        result=DecideResult,
     ),
 )
