@@ -42,3 +42,14 @@ async def eventually(check: Callable[[], Any], what: str, timeout: float = 30.0)
             raise AssertionError(f"timed out after {timeout:g} s waiting for {what}")
         await asyncio.sleep(0.02)
     return result
+
+
+def wait_until(check: Callable[[], Any], what: str, timeout: float = 30.0) -> Any:
+    """:func:`eventually` for code without an event loop (a thread, a server): poll ``check`` until it returns
+    something true; fail naming ``what`` after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while not (result := check()):
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout:g} s waiting for {what}")
+        time.sleep(0.01)
+    return result

@@ -20,7 +20,7 @@ from typing import Any
 
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-from helpers import BIN, cli_env
+from helpers import BIN, cli_env, eventually
 from typer.testing import CliRunner
 
 from bzzz_console.app import make_runtime
@@ -492,13 +492,13 @@ async def test_the_runtime_writer_reports_a_cut_trail(tmp_path: Path) -> None:
     writer.take(warnings(2))
     writer.take(warnings(1))
     assert not book.path.exists()  # batched: the checkpoint follows a moment later
-    await asyncio.sleep(0.1)
+    await eventually(book.path.exists, "the batched checkpoint")
     checkpoint = book.read(writer.signer)
     assert checkpoint is not None and checkpoint.size == 3
     with rt.store.engine.begin() as conn:
         conn.exec_driver_sql("DELETE FROM audit")
     writer.take(warnings(4))
-    await asyncio.sleep(0.1)
+    await eventually(lambda: rt.errors, "the checkpoint to find the trail cut")
     writer.take(warnings(1))
     rt.bus.close()
     await writer.stop()

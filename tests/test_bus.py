@@ -103,7 +103,7 @@ async def test_get_waits_for_next_event() -> None:
     bus = EventBus()
     sub = bus.subscribe()
     getter = asyncio.create_task(sub.get())
-    await asyncio.sleep(0.01)
+    await asyncio.sleep(0.01)  # deliberately lets time pass: with nothing published, nothing may arrive
     assert not getter.done()
     bus.publish(ev(7))
     result = await asyncio.wait_for(getter, timeout=2)
@@ -234,7 +234,7 @@ async def test_close_ends_a_waiting_async_for() -> None:
             received.append(e)
 
     task = asyncio.create_task(consume())
-    await asyncio.sleep(0.01)
+    await asyncio.sleep(0.01)  # deliberately lets time pass: the consumer waits, it must not end on its own
     assert not task.done()
     sub.close()
     await asyncio.wait_for(task, timeout=2)

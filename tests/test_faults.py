@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from helpers import eventually
 
 from bzzz_console.app import make_runtime
 from bzzz_console.config import Settings
@@ -371,15 +372,16 @@ async def test_a_database_error_in_the_inbox_loop_is_published_and_scheduling_go
         other.execute("PRAGMA legacy_alter_table=ON")  # leave the other tables' references alone
         other.execute("ALTER TABLE tasks RENAME TO tasks_away")
         errors: list[ev.ErrorRaised] = []
-        for _ in range(200):  # the loop polls every 50 ms
-            errors += [e for e in events.drain() if isinstance(e, ev.ErrorRaised)]
-            if errors:
-                break
-            run.rt.capacity_changed()
-            await asyncio.sleep(0.02)
+
+        def inbox_failed() -> list[ev.ErrorRaised]:
+            errors.extend(e for e in events.drain() if isinstance(e, ev.ErrorRaised))
+            if not errors:
+                run.rt.capacity_changed()  # wake the inbox loop (it also polls every 50 ms)
+            return errors
+
+        await eventually(inbox_failed, "the inbox loop to hit the missing table")
         other.execute("ALTER TABLE tasks_away RENAME TO tasks")
         other.close()
-        assert errors, "the inbox loop never hit the missing table"
         assert errors[0].where == "inbox"
         assert errors[0].message.startswith("OperationalError") and "tasks" in errors[0].message
         task = run.rt.store.add_task(
@@ -390,7 +392,8 @@ async def test_a_database_error_in_the_inbox_loop_is_published_and_scheduling_go
             project="default",
         )
         run.rt.capacity_changed()
-        await asyncio.sleep(0.1)
+        # until the scheduler takes the task the fleet may still look idle (its thread's start marks it busy)
+        await eventually(lambda: run.rt.store.get_task(task.id).status != "pending", "the task to be taken")
         await asyncio.wait_for(run.rt.wait_idle(), 30)
         assert run.rt.store.get_task(task.id).status == "done"
         [thread] = run.rt.store.threads()

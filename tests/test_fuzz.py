@@ -468,6 +468,7 @@ def test_tool_arguments_always_give_an_outcome(tmp_path: Path) -> None:
             seen[call[0], outcome.ok] += 1
 
         one_call()
+        # deliberately lets time pass: what the calls set off runs a moment, so a late internal error shows
         loop.run_until_complete(asyncio.sleep(0.05))
         errors = [e for e in events.drain() if isinstance(e, ErrorRaised)]
     assert errors == [], errors  # the runtime carried on without a single internal error

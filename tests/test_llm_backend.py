@@ -18,6 +18,7 @@ from email.utils import format_datetime
 from typing import Any
 
 import pytest
+from helpers import wait_until
 
 from bzzz_console.demo.scripted_server import Fault, ScriptedReply, ScriptedServer, ScriptedToolCall
 from bzzz_console.domain.llm import ChatMessage, RetryInfo, ToolCall, ToolSpec, Usage
@@ -333,8 +334,7 @@ def test_stop_is_clean_and_idempotent() -> None:
         target=lambda: answers.append(urllib.request.urlopen(request, timeout=10).status)
     )
     client.start()
-    while not srv.requests:
-        time.sleep(0.01)
+    wait_until(lambda: srv.requests, "the request to reach the server")
     started = time.monotonic()
     srv.stop()
     srv.stop()

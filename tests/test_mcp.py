@@ -727,8 +727,14 @@ async def test_subscribe_filters_one_thread_and_is_read_with_get(settings: Setti
 
         # every kind, filtered by the thread (named with its project): only events about that thread, to its
         # very end (a closed thread is no longer in memory when its last events are delivered)
-        await eventually(lambda: rt.subscriptions.by_id[everything["subscription_id"]].queue, what="events")
-        await asyncio.sleep(0.1)
+        def thread_seen_to_its_end() -> bool:
+            queued = rt.subscriptions.by_id[everything["subscription_id"]].queue
+            posted = [e["message_id"] for e in queued if e["kind"] == "message_posted"]
+            closed = any(e["kind"] == "thread_status_changed" and e.get("status") == "closed" for e in queued)
+            kinds = {e["kind"] for e in queued}
+            return posted == expected and closed and {"consensus_reached", "agent_state_changed"} <= kinds
+
+        await eventually(thread_seen_to_its_end, timeout=30, what="the thread's events, to its end")
         events = (await ok(client, "bzzz_get", {"address": everything["address"], "max_history": 0}))[
             "events"
         ]
@@ -754,10 +760,14 @@ async def test_subscribe_filters_one_thread_and_is_read_with_get(settings: Setti
             "bzzz_thread",
             {"action": "create", "topic": "Test plan", "participants": ["reviewer-2"], "agent_id": "ext-2"},
         )
-        await eventually(
-            lambda: len(rt.subscriptions.by_id[agent_sub["subscription_id"]].queue) >= 4, what="events"
-        )
-        await asyncio.sleep(0.1)
+
+        def agent_seen_in_a_thread() -> bool:
+            queued = rt.subscriptions.by_id[agent_sub["subscription_id"]].queue
+            kinds = {e["kind"] for e in queued}
+            in_thread = any(e["kind"] == "agent_state_changed" and e.get("thread_id") for e in queued)
+            return {"agent_registered", "agent_state_changed"} <= kinds and in_thread
+
+        await eventually(agent_seen_in_a_thread, timeout=30, what="the agent's events, in its thread")
         about = (await ok(client, "bzzz_get", {"address": agent_sub["address"], "max_history": 0}))["events"]
         assert {e["agent_id"] for e in about} == {"ext-2"}
         assert {"agent_registered", "agent_state_changed"} <= {e["kind"] for e in about}

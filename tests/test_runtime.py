@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from helpers import eventually
 
 from bzzz_console.app import make_runtime
 from bzzz_console.config import Settings
@@ -34,6 +35,12 @@ def make_settings(tmp_path: Path, **runtime: Any) -> Settings:
 
 async def run_until_idle(rt: Runtime, timeout: float = 30) -> None:
     await asyncio.wait_for(rt.wait_idle(), timeout)
+
+
+async def taken(rt: Runtime, task_id: str) -> None:
+    """Wait until the scheduler has taken a task added behind its back (the store, then ``capacity_changed``):
+    until then the fleet may still look idle. A thread's start marks it busy in the same step."""
+    await eventually(lambda: rt.store.get_task(task_id).status != "pending", f"task {task_id} to be taken")
 
 
 async def test_demo_team_reaches_consensus_twice_and_escalates_once(tmp_path: Path) -> None:
@@ -116,15 +123,19 @@ async def test_memory_is_scoped_to_its_project(tmp_path: Path) -> None:
         assert rt.store.episodes("architect-1", "alpha")
         server: ScriptedServer = rt._demo_server
         server.requests.clear()
-        rt.store.add_task(**{**task, "title": "Design the rate limiter for the admin API"}, project="beta")
+        beta = rt.store.add_task(
+            **{**task, "title": "Design the rate limiter for the admin API"}, project="beta"
+        )
         rt.capacity_changed()
-        await asyncio.sleep(0.1)
+        await taken(rt, beta.id)
         await run_until_idle(rt)
         beta_prompts = [m["content"] for r in server.requests for m in r["messages"] if m["role"] == "system"]
         server.requests.clear()
-        rt.store.add_task(**{**task, "title": "Design the rate limiter for the partner API"}, project="alpha")
+        alpha = rt.store.add_task(
+            **{**task, "title": "Design the rate limiter for the partner API"}, project="alpha"
+        )
         rt.capacity_changed()
-        await asyncio.sleep(0.1)
+        await taken(rt, alpha.id)
         await run_until_idle(rt)
         alpha_prompts = [
             m["content"] for r in server.requests for m in r["messages"] if m["role"] == "system"
@@ -259,8 +270,9 @@ async def test_paused_agent_holds_its_turn_and_human_messages_reach_the_next_pro
                 project="default",
             )
             rt.capacity_changed()
-            while not any(isinstance(e, ev.ThreadCreated) for e in events.drain()):
-                await asyncio.sleep(0.01)
+            await eventually(
+                lambda: any(isinstance(e, ev.ThreadCreated) for e in events.drain()), "the thread to start"
+            )
             await rt.submit(cmd.Pause(agent_id="reviewer-1"))
             await run_until_idle(rt)
             [thread_id] = list(rt.conversations.threads)

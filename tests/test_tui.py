@@ -64,7 +64,7 @@ def _brisk_keys(monkeypatch: pytest.MonkeyPatch) -> None:
     """
 
     async def brisk(min_sleep: float = 0, max_sleep: float = 1) -> None:
-        await asyncio.sleep(0.005)
+        await asyncio.sleep(0.005)  # stays: Pilot's pause after a key, shortened; outcomes are waited for
 
     monkeypatch.setattr(textual.app, "wait_for_idle", brisk)
 

@@ -126,6 +126,7 @@ def fuzz_section(cases: int, rng_seed: int, scratch: Path) -> dict[str, Any]:
             loop.run_until_complete(fz.check_tool_call(rt, *call))
 
         result = _fuzz_one("tool", fz.tool_calls(ids), check_call, cases, rng_seed)
+        # deliberately lets time pass: what the calls set off runs a moment, so a late internal error shows
         loop.run_until_complete(asyncio.sleep(0.05))
         internal = [e for e in events.drain() if isinstance(e, ev.ErrorRaised)]
         result["crashes"] += len(internal)
