@@ -192,7 +192,7 @@ def escalations_answer(
             command = cmd.Terminate(agent_id="", escalation_id=escalation_id, operator=who, label=label)
         from bzzz_console.cli import common
         from bzzz_console.domain.decisions import InvalidDecision, decision_record
-        from bzzz_console.runtime.escalation.checks import store_view, validate
+        from bzzz_console.runtime.escalation.checks import check_decidable_here, store_view, validate
         from bzzz_console.security.authority import NotAllowed, approvals_needed, check_may_decide
         from bzzz_console.store.errors import AlreadyDecided
         from bzzz_console.store.tables import now_utc
@@ -200,11 +200,11 @@ def escalations_answer(
         store = common.open_store(settings, read_only=False, create=False)
         try:
             mirror = store.get_escalation(escalation_id)
-            if mirror is not None and mirror.origin_peer:
-                common.fail(
-                    f"escalation {escalation_id} was raised on node {mirror.origin_peer}, which decides it: answer "
-                    "it in a console (or with bzzz_decide over MCP) of a node connected to the network"
-                )
+            check_decidable_here(  # the runtime's own check; its CommandError is one line and exit 1
+                mirror,
+                elsewhere="answer it in a console (or with bzzz_decide over MCP) of a node connected to the "
+                "network",
+            )
             if mirror is None:
                 common.fail(f"no escalation {escalation_id!r}")
             check_may_decide(settings, mirror, who)

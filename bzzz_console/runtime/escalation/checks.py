@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Protocol
 
 from bzzz_console.domain import commands as cmd
 from bzzz_console.domain.decisions import InvalidDecision, check_decision
+from bzzz_console.domain.errors import CommandError
 
 if TYPE_CHECKING:
     from bzzz_console.config import Settings
@@ -50,6 +51,20 @@ class NodeView(Protocol):
         ...
 
     def priced(self, model: str) -> bool: ...
+
+
+def check_decidable_here(row: EscalationRow | None, *, elsewhere: str) -> None:
+    """Refuse (CommandError) a decision on an escalation that is not this node's to decide: a read-only one (a Go
+    node's: there is nothing to answer), or a mirror of another node's, which that node decides — ``elsewhere``
+    says how the operator can answer it there. None (no such escalation) passes: recording says so."""
+    if row is None:
+        return
+    if (row.context or {}).get("read_only"):
+        raise CommandError(f"escalation {row.id} is read-only: {row.context['read_only']}")
+    if row.origin_peer:
+        raise CommandError(
+            f"escalation {row.id} was raised on node {row.origin_peer}, which decides it: {elsewhere}"
+        )
 
 
 def validate(command: cmd.Decision, row: EscalationRow | None, view: NodeView, settings: Settings) -> None:

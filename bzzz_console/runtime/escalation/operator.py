@@ -104,17 +104,13 @@ def decide(rt: Runtime, command: cmd.Decision, extra: dict[str, Any] | None = No
     """Check and apply a decision on one of this node's escalations; ``extra`` is kept in the decision record
     (a remote decider's peer and signature)."""
     from bzzz_console.domain.decisions import InvalidDecision
-    from bzzz_console.runtime.escalation.checks import runtime_view, validate
+    from bzzz_console.runtime.escalation.checks import check_decidable_here, runtime_view, validate
     from bzzz_console.runtime.escalation.decisions import DecisionError
 
     mirror = rt.store.get_escalation(command.escalation_id or "")
-    if mirror is not None and (mirror.context or {}).get("read_only"):  # e.g. a Go node's: nothing to answer
-        raise CommandError(f"escalation {mirror.id} is read-only: {mirror.context['read_only']}")
-    if mirror is not None and mirror.origin_peer:
-        raise CommandError(
-            f"escalation {mirror.id} was raised on node {mirror.origin_peer}, which decides it: answer it while "
-            "this node is connected to the network ([p2p] enabled)"
-        )
+    check_decidable_here(
+        mirror, elsewhere="answer it while this node is connected to the network ([p2p] enabled)"
+    )
     try:  # its form, and what apply would trip over: refused here, before anything is recorded
         validate(command, mirror, runtime_view(rt), rt.settings)
     except InvalidDecision as exc:
