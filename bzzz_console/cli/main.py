@@ -42,7 +42,8 @@ def _register_ops() -> None:
     from bzzz_console.cli.audit import audit_app, db_prune
     from bzzz_console.cli.db import db_upgrade
     from bzzz_console.cli.mcp import mcp_app
-    from bzzz_console.cli.ops import escalations_app, spend, status
+    from bzzz_console.cli.ops import escalations_app
+    from bzzz_console.cli.status import spend, status
 
     app.add_typer(escalations_app, name="escalations")
     app.add_typer(audit_app, name="audit")
