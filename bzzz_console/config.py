@@ -283,8 +283,13 @@ class Settings(_Section):
     """The MCP server for outside agents and IDEs."""
     console: ConsoleSettings = ConsoleSettings()
     """The interactive console."""
+    models: dict[str, str] = Field(default_factory=dict)
+    """The model of each role, and ``default`` for the others: ``{architect = "llama3.1:8b", default =
+    "qwen2.5:7b"}`` (names as the server lists them). A role named here gets this model at every start, over the
+    agent spec's and over a downgrade made earlier; unnamed roles keep their spec's model."""
     pricing: dict[str, dict[str, float]] = Field(default_factory=dict)
-    """Price overrides or additions, USD per million tokens: ``{"my-model": {"input": 1, "output": 2}}``."""
+    """Price overrides or additions, USD per million tokens: ``{"my-model": {"input": 1, "output": 2}}``; local
+    models are free: ``{"llama3.1:8b": {"input": 0, "output": 0}}`` (else their cost shows as unknown)."""
     store: StoreSettings = StoreSettings()
     """Where threads, tasks, decisions and episodes are persisted."""
     data_dir: Path | None = None

@@ -132,6 +132,8 @@ class LLMCalled(Event):
     """None when the model is not in the pricing table: unknown, never zero."""
     latency_ms: float
     attempts: int
+    estimated: bool = False
+    """The server sent no token counts: these (and the cost) are estimated from the text."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

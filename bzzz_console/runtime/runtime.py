@@ -212,17 +212,21 @@ class Runtime(Scheduling):
                     f"key 'runtime.fleet' names role {role!r}, which has no spec in the agents folder "
                     f"(known roles: {', '.join(self.roles())})"
                 )
+            configured = self.settings.models.get(role) or self.settings.models.get("default")
             for i in range(1, count + 1):
                 if i % 10 == 0:
                     await asyncio.sleep(0)  # a large fleet registers in steps, not in one stretch of the loop
                 agent_id = f"{role}-{i}"
                 row = rows.get(agent_id)
+                if row is not None and configured and row.model != configured:
+                    self.store.set_agent_model(agent_id, configured)  # [models] is the operator's word
+                    row.model = configured
                 if row is None:
                     row = self.store.save_agent(
                         AgentRow(
                             id=agent_id,
                             role=role,
-                            model=spec.model,
+                            model=configured or spec.model,
                             state=AgentState.INITIALIZING.value,
                             node_id=self.node_id,
                             capabilities=list(spec.capabilities),
@@ -348,6 +352,7 @@ class Runtime(Scheduling):
         )
         self.publish(
             ev.LLMCalled(
+                estimated=result.usage_estimated,
                 agent_id=agent.id,
                 thread_id=thread.id if thread else None,
                 model=model,

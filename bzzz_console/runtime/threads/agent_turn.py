@@ -28,6 +28,7 @@ from bzzz_console.runtime.memory import excerpt, fit_history, recall
 from bzzz_console.runtime.threads.model_watch import (
     CUT_MARK,
     CUT_NOTE,
+    FAILED_ROUNDS,
     MODEL_TROUBLE_OPTIONS,
     WRONG_FORM_NOTE,
     ModelWatch,
@@ -58,6 +59,8 @@ class AgentTurn:
     rt: Runtime
     watches: dict[tuple[str, str], ModelWatch]
     """Per (agent, thread): what the agent's model has been doing there (see :mod:`model_watch`)."""
+    unusable: dict[str, str]
+    """Models the server refused for good (missing, no tool support) → what it said; probed before reuse."""
 
     # provided by Conversations
     async def post_from_agent(
@@ -124,7 +127,7 @@ class AgentTurn:
         rt = self.rt
         tools = agent_tool_specs()
         watch = self.watch_of(agent, thread)
-        if watch.setup_error is not None and not await self._setup_fixed(thread, agent, watch, tools):
+        if agent.model in self.unusable and not await self._usable_again(thread, agent, tools):
             return
         messages, model, context = self._plan(thread, agent, final)
         ctx = ToolContext(agent.id, thread.id)
@@ -173,10 +176,15 @@ class AgentTurn:
                 else:
                     self._end_turn(thread)
                 break
+            worked_before = report.worked
             ended = await self._run_calls(thread, agent, ctx, calls, text, messages, report)
+            report.failed_rounds = 0 if report.worked > worked_before else report.failed_rounds + 1
             if note is not None:
                 messages.append(ChatMessage("user", note))
             if ended:
+                break
+            if report.failed_rounds >= FAILED_ROUNDS or verdict(watch, agent, model, thread) is not None:
+                self._end_turn(thread)  # no more rounds of the same mistakes: the turn passes
                 break
         else:
             self._end_turn(thread)  # the model used all its tool rounds without posting: the turn passes
@@ -239,10 +247,8 @@ class AgentTurn:
                 continue
             outcome = await run_tool(rt, ctx, call.name, call.arguments)
             report.calls += 1
-            if outcome.ok:
-                report.worked += 1
-            else:
-                report.errors.append(str(outcome.result.get("error", "failed")))
+            report.worked += outcome.ok
+            self.watch_of(agent, thread).call(outcome.ok, str(outcome.result.get("error", "")))
             rt.publish(
                 ev.ToolCalled(
                     agent_id=agent.id,
@@ -283,22 +289,16 @@ class AgentTurn:
         return True
 
     def _setup_error(self, thread: ThreadState, agent: Agent, model: str, error: str, advice: str) -> None:
-        """The server can't run this model with tools at all: one escalation at once, quoting the server."""
+        """The server can't run this model with tools at all: one escalation at once, quoting the server. The
+        turn is not taken (the agent keeps it), and every agent on the model probes it before its next turn."""
         self.rt.record_failed_call(agent, thread, model, error)
         thread.last_model_error = error
-        self.watch_of(agent, thread).setup_error = (model, error)
-        self._end_turn(thread)
+        self.unusable[model] = error
         self._model_trouble(thread, agent, f"{agent.id} cannot use {model}: {error} — {advice}", error)
 
-    async def _setup_fixed(
-        self, thread: ThreadState, agent: Agent, watch: ModelWatch, tools: tuple[ToolSpec, ...]
-    ) -> bool:
-        """After a setup error was answered: a cheap probe of the model (one short message, the tools offered)
-        instead of the whole turn again. False (and a new escalation quoting the server) if it still fails."""
-        model, _ = watch.setup_error or (agent.model, "")
-        if agent.model != model:  # downgraded to another model meanwhile: try that one for real
-            watch.setup_error = None
-            return True
+    async def _usable_again(self, thread: ThreadState, agent: Agent, tools: tuple[ToolSpec, ...]) -> bool:
+        """A model the server refused: a cheap probe (one short message, the tools offered) instead of the whole
+        turn again. False (and a new escalation quoting the server) if it still fails."""
         probe = [ChatMessage("user", "Reply with the single word OK.")]
         try:
             await self._call_model(thread, agent, agent.model, probe, tools, max_tokens=16)
@@ -308,7 +308,7 @@ class AgentTurn:
             error = redactor_for(self.rt.settings.security).redact(str(exc), "store")
             self._setup_error(thread, agent, agent.model, f"still, after the decision: {error}", exc.setup)
             return False
-        watch.setup_error = None
+        self.unusable.pop(agent.model, None)
         return True
 
     def _end_turn(self, thread: ThreadState) -> None:

@@ -50,6 +50,7 @@ class Conversations(TurnTaking, Membership):
         self.threads: dict[str, ThreadState] = {}
         self._drivers: dict[str, asyncio.Task[None]] = {}
         self.watches: dict[tuple[str, str], ModelWatch] = {}
+        self.unusable: dict[str, str] = {}
 
     # -- starting work ------------------------------------------------------------------------------------
     def select_agents(self, task: TaskRow) -> list[Participant] | None:

@@ -15,7 +15,12 @@ from bzzz_console.domain.state import Agent, ThreadState
 from bzzz_console.domain.text import inert_line
 
 UNPRODUCTIVE_TURNS = 4
-"""Turns in a row without a tool call that worked before the agent escalates (the issue's "4 turns")."""
+"""Turns in a row without any tool call before the agent escalates (the issue's "4 turns")."""
+FAILED_CALLS = 4
+"""Tool calls in a row that failed (malformed arguments, unknown tools) before the agent escalates."""
+FAILED_ROUNDS = 2
+"""Rounds of a turn in a row whose calls all failed before the turn ends early: the model is told the errors
+once more, not ``max_tool_rounds`` times."""
 SAME_REPLIES = 3
 """The same message this many times in a row from one agent is a model going round in circles."""
 WRONG_FORM_NOTE = (
@@ -38,7 +43,8 @@ class TurnReport:
 
     calls: int = 0
     worked: int = 0
-    errors: list[str] = field(default_factory=list)
+    failed_rounds: int = 0
+    """Rounds in a row (so far) whose calls all failed."""
 
 
 @dataclass
@@ -47,22 +53,25 @@ class ModelWatch:
 
     without_tools: int = 0
     failing: int = 0
-    errors: deque[str] = field(default_factory=lambda: deque(maxlen=UNPRODUCTIVE_TURNS))
+    """Tool calls in a row that failed."""
+    errors: deque[str] = field(default_factory=lambda: deque(maxlen=FAILED_CALLS))
     told_form: bool = False
-    setup_error: tuple[str, str] | None = None
-    """(model, what the server said) of a setup error: probe the model before the next real turn."""
     since: int = 0
     """How many messages the agent had posted at the last reset: only later ones count as repeats."""
 
     def after(self, report: TurnReport) -> None:
-        if report.worked:
-            self.without_tools = self.failing = 0
-            self.errors.clear()
-        elif report.calls:
-            self.failing += 1
-            self.errors.extend(report.errors)
+        if report.calls:
+            self.without_tools = 0
         else:
             self.without_tools += 1
+
+    def call(self, ok: bool, error: str = "") -> None:
+        if ok:
+            self.failing = 0
+            self.errors.clear()
+        else:
+            self.failing += 1
+            self.errors.append(error)
 
     def reset(self, agent: Agent, thread: ThreadState) -> None:
         """After an escalation: the operator's answer gives the model a fresh start."""
@@ -78,9 +87,9 @@ def verdict(watch: ModelWatch, agent: Agent, model: str, thread: ThreadState) ->
             f"{model} has not used the tools in {watch.without_tools} turns of {agent.id}; it may not support "
             "function calling — choose a tool-capable model"
         )
-    if watch.failing >= UNPRODUCTIVE_TURNS:
+    if watch.failing >= FAILED_CALLS:
         shown = "; ".join(inert_line(e)[:160] for e in watch.errors)
-        return f"{agent.id}'s last {watch.failing} turns of tool calls all failed ({model}): {shown}"
+        return f"{agent.id}'s last {watch.failing} tool calls failed ({model}): {shown}"
     said = [m.content for m in thread.messages if m.author == agent.id][watch.since :]
     if len(said) >= SAME_REPLIES and len(set(said[-SAME_REPLIES:])) == 1:
         return (
