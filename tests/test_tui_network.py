@@ -185,3 +185,111 @@ async def test_an_escalation_raised_on_another_node_is_answered_from_this_consol
                 lambda: c.app.view.escalations[esc.id].state == "answered", "shown as answered here"
             )
             await c.shows(DashboardScreen, "back on the dashboard")
+
+
+def test_go_nodes_network_tasks_and_unusable_rows_are_inert_text() -> None:
+    from bzzz_console.tui.network_screen import go_node_rows, network_task_rows, unusable_rows
+
+    snapshot = {
+        "go_nodes": [
+            {
+                "peer_id": "12D3KooWQYhTNQdmr3ArTeUHRYzFg94BKyTkoWBDWez9kSCVe2Xo",
+                "status": "working",
+                "available_for_work": True,
+                "current_tasks": 1,
+                "max_tasks": 3,
+                "capabilities": ["a", "b", "c", "d", "e\x1b[2J"],
+                "models": None,
+                "version": "0.2.0",
+            }
+        ],
+        "network_tasks": [
+            {
+                "title": "Add WebSocket support",
+                "status": "blocked",
+                "priority": "high",
+                "details": {
+                    "repository": "deepblackcloud/hive",
+                    "number": 15,
+                    "labels": ["feature"],
+                    "difficulty": "medium",
+                    "estimated_hours": 8,
+                    "required_skills": ["python"],
+                    "waiting_for": ["bzzz#23"],
+                },
+            },
+            {
+                "title": "bzzz#23",
+                "status": "pending",
+                "priority": "urgent",
+                "details": {"repository": "bzzz", "number": 23},
+            },
+        ],
+        "unusable": [{"type": "task_announcement", "reason": "bad_number", "count": 3, "detail": "[bold]x"}],
+    }
+    [node] = go_node_rows(snapshot)
+    assert node[1:4] == ("working · takes work", "1/3", "a, b, c, d +1") and node[4] == "—"
+    blocked, pending = network_task_rows(snapshot)
+    assert blocked[0] == "deepblackcloud/hive#15 Add WebSocket support" and blocked[5:] == (
+        "8 h",
+        "python",
+        "bzzz#23",
+    )
+    assert pending[0] == "bzzz#23" and pending[7] == "—"
+    assert unusable_rows(snapshot) == [("task_announcement", "bad_number", "3", "[bold]x")]
+
+
+@pytest.mark.timeout(120)
+async def test_a_go_node_its_tasks_its_escalation_and_what_was_unusable_show_in_the_console(
+    tmp_path: Path,
+) -> None:
+    """Go payloads handed to the running console's network as the node hands them over: the network view shows
+    the Go node, its task (blocked, with labels and estimate) and the unusable count; its escalation is marked and
+    read-only (a decision key does nothing)."""
+    from test_go_interop import AVAILABILITY, CAPABILITIES, ESCALATION, GO_PEER, TASK_AVAILABLE, go_message
+
+    from bzzz_console.p2p.wire import decode
+    from bzzz_console.tui.escalation_screen import EscalationScreen
+
+    settings = make_settings(tmp_path, p2p={"enabled": True, "listen": ["/ip4/127.0.0.1/tcp/0"]})
+    async with console(settings, seed=False) as c:
+        network = c.rt.network
+        assert network is not None
+        for kind, data in (
+            ("availability_broadcast", AVAILABILITY),
+            ("capability_broadcast", CAPABILITIES),
+            ("task_announcement", TASK_AVAILABLE),
+            ("task_announcement", '{"type":"task_available","task":{"number":"x"}}'),
+            ("meta_discussion", ESCALATION),
+        ):
+            network._on_message(decode(go_message(kind, data)), GO_PEER)
+        await c.press("N")
+        await c.shows(NetworkScreen, "the network screen")
+        screen = c.app.screen
+        await c.until(lambda: rows(screen, "go-nodes"), "the Go node")
+        [node] = rows(screen, "go-nodes")
+        assert node[:3] == [short_peer(GO_PEER), "ready · takes work", "0/3"] and node[5] == "0.2.0"
+        [task] = rows(screen, "net-tasks")
+        assert task[0] == "deepblackcloud/hive#15 Add WebSocket support for real-time coordination"
+        assert task[1] == "blocked"
+        assert task[3:] == [
+            "bzzz-task, feature, realtime",
+            "medium",
+            "8 h",
+            "websockets, python, fastapi",
+            "bzzz#23",
+        ]
+        [unusable] = rows(screen, "unusable")
+        assert unusable[:3] == ["task_announcement", "no_repository", "1"]
+        await c.press("escape")
+        await c.shows(DashboardScreen, "back on the dashboard")
+        [esc] = c.rt.store.escalations()
+        shown = await c.open_escalation(esc.id)
+        assert isinstance(shown, EscalationScreen)
+        await c.until(lambda: "read-only" in _text_of(c.app.screen), "the read-only mark")
+        text = _text_of(c.app.screen)
+        assert f"from Go node {short_peer(GO_PEER)}" in text and "cannot receive a decision" in text
+        await c.press("a")
+        await c.pilot.pause(0.2)
+        assert c.rt.store.get_escalation(esc.id).state == "open"  # type: ignore[union-attr]
+        assert any("read-only" in n for n in c.notices)

@@ -18,7 +18,7 @@ from bzzz_console.domain.text import inert_line as one
 from bzzz_console.resources import screens_dir
 from bzzz_console.tui import clock
 from bzzz_console.tui.modals import AskText, Confirm
-from bzzz_console.tui.tables import PRIORITY_STYLE, STATE_STYLE, countdown
+from bzzz_console.tui.tables import PRIORITY_STYLE, STATE_STYLE, countdown, short_peer
 
 if TYPE_CHECKING:
     from bzzz_console.tui.app import BzzzApp
@@ -86,6 +86,10 @@ class EscalationScreen(Screen[None]):
             head.append(f" · decided: {one(e.decision)}", style="green")
         elif e.approvals:
             head.append(f" · waiting for a second operator: {one(e.approvals)}", style="bold yellow")
+        read_only = e.context.get("read_only")
+        if read_only:  # a Go BZZZ node's: shown to be read, nothing can be sent back
+            node = short_peer(str(e.context.get("node", "")))
+            head.append(f"\nfrom Go node {one(node)} · read-only: {one(str(read_only))}", style="bold cyan")
         failed = failure_note(e.context.get("last_error")) if e.state == "open" else None
         if failed:  # a decision was recorded but could not be applied; the escalation waits again
             head.append(f"\n{one(failed)}", style="bold red")
@@ -137,6 +141,8 @@ class EscalationScreen(Screen[None]):
             keys.append(f" {label}  ")
         if self.bzzz.readonly:
             keys = Text(" read-only console: decisions are disabled ", style="bold red")
+        elif read_only:
+            keys = Text(" read-only: a Go BZZZ node cannot receive a decision ", style="bold cyan")
         self.query_one("#escalation-keys", Static).update(keys)
 
     def tick(self) -> None:
@@ -161,6 +167,9 @@ class EscalationScreen(Screen[None]):
             return
         e = self.bzzz.view.escalations.get(self.escalation_id)
         if e is None:
+            return
+        if e.context.get("read_only"):
+            self.notify(f"read-only: {e.context['read_only']}", severity="warning")
             return
         self.busy = True
         try:

@@ -1,4 +1,7 @@
-"""The network, one view of its own (``N``): this node, its peers, topics, message rates and rejected messages.
+"""The network, one view of its own (``N``): this node, its peers, topics, message rates and rejected messages,
+the Go BZZZ nodes (their availability and capabilities), the tasks taken from the network (a Go task's labels,
+difficulty, estimate, skills and what it waits for), and what peers sent that could not be used, by type and
+reason. Everything a peer sent is shown inert, as text.
 
 It reads ``rt.network.snapshot()`` on each ``NetworkStatus`` event and once a second while shown (the counters
 move without a status event). With networking off it says so and how to turn it on.
@@ -109,6 +112,65 @@ def topic_rows(snapshot: dict[str, Any]) -> list[tuple[object, ...]]:
     ]
 
 
+def _names(value: object, limit: int = 4) -> str:
+    if not isinstance(value, list) or not value:
+        return "—"
+    names = [str(v) for v in value]
+    return ", ".join(names[:limit]) + (f" +{len(names) - limit}" if len(names) > limit else "")
+
+
+def go_node_rows(snapshot: dict[str, Any]) -> list[tuple[object, ...]]:
+    """Go BZZZ nodes, from their availability_broadcast and capability_broadcast."""
+    rows: list[tuple[object, ...]] = []
+    for node in snapshot.get("go_nodes", []):
+        current, most = node.get("current_tasks"), node.get("max_tasks")
+        available = node.get("available_for_work")
+        status = str(node.get("status") or "—") + (" · takes work" if available is True else "")
+        rows.append(
+            (
+                short_peer(str(node.get("peer_id", ""))),
+                status,
+                f"{current}/{most}" if isinstance(current, int) and isinstance(most, int) else "—",
+                _names(node.get("capabilities")),
+                _names(node.get("models"), 3),
+                str(node.get("version") or "—"),
+            )
+        )
+    return rows
+
+
+def network_task_rows(snapshot: dict[str, Any]) -> list[tuple[object, ...]]:
+    """Tasks taken from the network, newest first: a Go task with what it carries and what it waits for."""
+    rows: list[tuple[object, ...]] = []
+    for task in snapshot.get("network_tasks", []):
+        d = task.get("details") or {}
+        label = f"{d['repository']}#{d['number']} " if d.get("repository") and d.get("number") else ""
+        title = str(task.get("title", ""))
+        hours = d.get("estimated_hours")
+        waiting = d.get("waiting_for") or []
+        status = str(task.get("status", ""))
+        rows.append(
+            (
+                (title if title.startswith(label.strip()) else label + title)[:80],
+                Text(status, style="yellow" if status == "blocked" else ""),
+                str(task.get("priority", "")),
+                _names(d.get("labels")),
+                str(d.get("difficulty") or "—"),
+                f"{hours:g} h" if isinstance(hours, int | float) else "—",
+                _names(d.get("required_skills")),
+                ", ".join(str(w) for w in waiting) or "—",
+            )
+        )
+    return rows
+
+
+def unusable_rows(snapshot: dict[str, Any]) -> list[tuple[object, ...]]:
+    return [
+        (str(u["type"]), str(u["reason"]), f"{u['count']:,}", str(u.get("detail") or ""))
+        for u in snapshot.get("unusable", [])
+    ]
+
+
 def counted(counts: dict[str, int]) -> list[tuple[object, ...]]:
     """``{name: count}`` as rows, the largest first."""
     return [(name, f"{n:,}") for name, n in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))]
@@ -130,9 +192,24 @@ class NetworkScreen(Screen[None]):
             yield Pane("Peers", SnapshotTable(*peers, id="peers"), id="peers-pane")
             topics = ("topic", "published", "received", "rejected", "mesh")
             yield Pane("Topics", SnapshotTable(*topics, id="topics"), id="topics-pane")
+            go_nodes = ("node", "status", "tasks", "capabilities", "models", "version")
+            yield Pane("Go BZZZ nodes", SnapshotTable(*go_nodes, id="go-nodes"), id="go-nodes-pane")
+            columns = (
+                "task",
+                "status",
+                "priority",
+                "labels",
+                "difficulty",
+                "estimate",
+                "skills",
+                "waiting for",
+            )
+            yield Pane("Tasks from the network", SnapshotTable(*columns, id="net-tasks"), id="net-tasks-pane")
             yield Pane(
                 "Rejected by reason", SnapshotTable("reason", "count", id="rejected"), id="rejected-pane"
             )
+            unusable = SnapshotTable("type", "reason", "count", "last detail", id="unusable")
+            yield Pane("Unusable, by type and reason", unusable, id="unusable-pane")
             yield Pane("Received by type", SnapshotTable("type", "count", id="types"), id="types-pane")
             messages = SnapshotTable("type", "from", "summary", id="messages")
             yield Pane("Messages agents do not act on", messages, id="messages-pane")
@@ -174,6 +251,14 @@ class NetworkScreen(Screen[None]):
         connected = sum(1 for p in snapshot.get("peer_list", []) if p.get("connected"))
         self._fill("peers", f"Peers ({connected} connected, {len(peers)} known)", peers)
         self._fill("topics", "Topics", topic_rows(snapshot))
+        go_nodes = go_node_rows(snapshot)
+        self._fill("go-nodes", f"Go BZZZ nodes ({len(go_nodes)})", go_nodes)
+        tasks = network_task_rows(snapshot)
+        blocked = sum(1 for t in snapshot.get("network_tasks", []) if t.get("status") == "blocked")
+        self._fill("net-tasks", f"Tasks from the network ({len(tasks)}, {blocked} blocked)", tasks)
+        unusable = unusable_rows(snapshot)
+        total = sum(u["count"] for u in snapshot.get("unusable", []))
+        self._fill("unusable", f"Unusable, by type and reason ({total:,})", unusable)
         rejected = snapshot.get("rejected", {})
         self._fill("rejected", f"Rejected by reason ({sum(rejected.values()):,})", counted(rejected))
         by_type = snapshot.get("received_by_type", {})

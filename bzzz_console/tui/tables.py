@@ -186,9 +186,10 @@ class EscalationsTable(FleetTable):
     def _cells_of(self, e: EscalationView, now: datetime) -> tuple[object, ...]:
         glyph, style = PRIORITY_STYLE.get(e.priority, ("?", ""))
         reason = f"{e.rule}: {e.reason}"
+        go_node = e.rule.startswith("go-node ")  # a Go BZZZ node's (p2p/gometa.py): read-only
         return (
             Text(f"{glyph} {e.priority}", style=style),
-            e.agent_id or "—",
+            Text(f"{REMOTE_GLYPH} Go node", style="cyan") if go_node else e.agent_id or "—",
             reason[:120],
             age(e.created_at, now),
             countdown(e.deadline, now),
