@@ -18,6 +18,7 @@ from bzzz_console.domain.llm import Usage
 from bzzz_console.resources import agents_dir
 from bzzz_console.runtime.llm.pricing import pricing_for
 from bzzz_console.runtime.threads.model_watch import CUT_MARK, WRONG_FORM_NOTE
+from bzzz_console.views.spend import spend_report
 
 
 def test_pricing_overrides_from_the_settings_are_honoured(tmp_path: Path) -> None:
@@ -116,6 +117,9 @@ async def test_a_tool_capable_model_reaches_consensus(tmp_path: Path, server: Lo
     assert [(t.status, t.outcome) for t in out.threads] == [("closed", "consensus")]
     assert {r["model"] for r in out.requests} == {"tool-model:8b"}  # [models] default, for both roles
     assert all(u.cost_usd == 0 for u in out.usage)  # priced at 0 by [pricing]: known, not "unknown"
+    report = spend_report(out.rt.store, out.rt.settings, {})
+    metrics = report["metrics"]
+    assert metrics["agent_response_time_ms_p95"] >= metrics["agent_response_time_ms_median"]
 
 
 async def test_models_per_role_from_the_settings(tmp_path: Path, server: LocalModelServer) -> None:

@@ -5,6 +5,7 @@ Costs of calls to unpriced models are unknown: they are counted (``unknown_cost_
 
 from __future__ import annotations
 
+import math
 from collections import defaultdict
 from datetime import UTC, datetime, time
 from statistics import median
@@ -153,7 +154,9 @@ def success_metrics(
         "cost_per_task_usd": round(total["cost_usd"] / len(tasks_with_work), 6) if tasks_with_work else None,
         "cost_per_task_target": "< 0.50 for routine tasks",
         "agent_response_time_ms_median": round(median(latencies), 1) if latencies else None,
-        "agent_response_time_ms_p95": round(latencies[int(0.95 * (len(latencies) - 1))], 1)
+        "agent_response_time_ms_p95": round(
+            latencies[math.ceil(0.95 * len(latencies)) - 1], 1
+        )  # nearest rank
         if latencies
         else None,
         "agent_response_time_target": "< 30000 ms",

@@ -46,10 +46,11 @@ sys.path.insert(0, str(TESTS))
 
 import test_faults as tf  # noqa: E402
 import test_fuzz as fz  # noqa: E402
+from helpers import cli_env as make_env  # noqa: E402
 from hypothesis import HealthCheck, Phase, given, seed, settings  # noqa: E402
 from hypothesis import strategies as st  # noqa: E402
 from sqlalchemy.exc import SAWarning  # noqa: E402
-from test_crash import LineReader, Snapshot, make_env, read_db  # noqa: E402
+from test_crash import LineReader, Snapshot, read_db  # noqa: E402
 
 from bzzz_console.app import make_runtime  # noqa: E402
 from bzzz_console.demo.scripted_server import Fault, ScriptedServer  # noqa: E402
