@@ -9,7 +9,8 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from bzzz_console.config import ConfigError, EscalationSettings, Settings
+from bzzz_console.config import ConfigError, Settings
+from bzzz_console.config_sections import EscalationSettings
 from bzzz_console.domain.threads import PRIORITIES
 from bzzz_console.store.tables import EscalationRow
 

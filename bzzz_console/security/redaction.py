@@ -17,7 +17,7 @@ import re
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any, Literal
 
-from bzzz_console.config import RedactKind, SecuritySettings
+from bzzz_console.config_sections import RedactKind, SecuritySettings
 from bzzz_console.security.secrets import MIN_SECRET_LEN
 
 __all__ = ["KINDS", "Redactor", "Target", "luhn_ok", "redact", "redactor_for", "tag"]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from bzzz_console.config import SecuritySettings
+from bzzz_console.config_sections import SecuritySettings
 from bzzz_console.domain.text import md_block, md_code, md_text, usd
 from bzzz_console.store.repo import Store
 from bzzz_console.store.tables import utc
