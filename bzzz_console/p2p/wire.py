@@ -118,8 +118,9 @@ def format_timestamp(when: datetime) -> str:
     return text[:-6] + "Z" if text.endswith("+00:00") else text
 
 
-_RFC3339 = re.compile(
-    r"^(\d{4})-(\d{2})-(\d{2})[Tt](\d{2}):(\d{2}):(\d{2})(?:\.(\d{1,9}))?(?:([Zz])|([+-])(\d{2}):(\d{2}))$"
+_RFC3339 = re.compile(  # ASCII digits only, and \Z: "$" would let a final newline through
+    r"^(\d{4})-(\d{2})-(\d{2})[Tt](\d{2}):(\d{2}):(\d{2})(?:\.(\d{1,9}))?(?:([Zz])|([+-])(\d{2}):(\d{2}))\Z",
+    re.ASCII,
 )
 
 
@@ -134,9 +135,9 @@ def parse_timestamp(text: str) -> datetime:
     if zulu:
         tz: timezone = UTC
     else:
-        delta = timedelta(hours=int(off_h), minutes=int(off_m))
-        if delta >= timedelta(hours=24):
+        if int(off_h) > 23 or int(off_m) > 59:  # RFC 3339's time-numoffset: hours 00-23, minutes 00-59
             raise ValueError(f"offset out of range in {text!r}")
+        delta = timedelta(hours=int(off_h), minutes=int(off_m))
         tz = timezone(delta if sign == "+" else -delta)
     try:
         return datetime(
