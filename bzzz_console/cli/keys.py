@@ -111,8 +111,9 @@ def key_status(
 ) -> None:
     """Where each key entry resolves from (environment, systemd credential, OS keyring, file) — never the key."""
     from bzzz_console.cli import common
+    from bzzz_console.security.keyring_backend import keyring_backend, keyring_name
     from bzzz_console.security.secrets import key_status as statuses
-    from bzzz_console.security.secrets import keyring_backend, keyring_name, keys_dir, no_keyring_message
+    from bzzz_console.security.secrets import keys_dir, no_keyring_message
 
     with common.errors():
         settings = common.read_settings(config, None)

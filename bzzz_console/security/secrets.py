@@ -20,14 +20,14 @@ import contextlib
 import os
 import re
 import stat
-import sys
 import threading
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Literal
 
 from bzzz_console.domain.errors import ConfigError
+from bzzz_console.security.keyring_backend import keyring_backend, keyring_name
 
 if TYPE_CHECKING:
     from bzzz_console.config import Settings
@@ -40,12 +40,6 @@ MIN_SECRET_LEN = 8
 """Shorter values (placeholders such as ``test``) are not treated as secrets to redact everywhere."""
 
 _ENTRY = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
-_REJECTED_KEYRING_MODULES = (
-    "keyring.backends.fail",
-    "keyring.backends.null",
-    "keyrings.alt",
-    "keyrings.cryptfile",
-)
 
 Kind = Literal["environment", "systemd credential", "OS keyring", "file"]
 
@@ -116,56 +110,6 @@ def fingerprint(value: str) -> str:
 
 
 # -- the OS keyring ---------------------------------------------------------------------------------------------
-def _acceptable(backend: Any) -> bool:
-    module = type(backend).__module__
-    if any(module == bad or module.startswith(bad + ".") for bad in _REJECTED_KEYRING_MODULES):
-        return False
-    try:
-        return float(backend.priority) > 0
-    except Exception:  # a backend that cannot say is not viable here
-        return False
-
-
-def _keyring_may_exist() -> bool:
-    """False on a Linux box without a D-Bus session or keyring configuration, where no real backend can be active
-    (Secret Service and KWallet need D-Bus): there, importing keyring would only cost ~0.2 s of start-up."""
-    if not sys.platform.startswith("linux") or "keyring" in sys.modules:
-        return True
-    env = os.environ
-    runtime_dir, config = env.get("XDG_RUNTIME_DIR"), env.get("XDG_CONFIG_HOME") or "~/.config"
-    return bool(
-        env.get("DBUS_SESSION_BUS_ADDRESS")
-        or env.get("PYTHON_KEYRING_BACKEND")
-        or (runtime_dir and Path(runtime_dir, "bus").exists())
-        or Path(config, "python_keyring", "keyringrc.cfg").expanduser().exists()
-    )
-
-
-def keyring_backend() -> Any | None:
-    """The active keyring backend when it is a real one that never prompts on a terminal, else None.
-
-    The ``fail`` and ``null`` backends store nothing; ``keyrings.alt`` and ``keyrings.cryptfile`` ask for a
-    password on the terminal (that would hang a TUI or a service) or keep base64 in a file: none of them counts.
-    A chainer is looked through: its best acceptable member is used directly.
-    """
-    if not _keyring_may_exist():
-        return None
-    try:
-        import keyring
-        from keyring.backends.chainer import ChainerBackend
-
-        active = keyring.get_keyring()
-        if isinstance(active, ChainerBackend):
-            return next((b for b in active.backends if _acceptable(b)), None)
-    except Exception:
-        return None
-    return active if _acceptable(active) else None
-
-
-def keyring_name(backend: Any) -> str:
-    return str(getattr(type(backend), "name", None) or type(backend).__name__)
-
-
 def no_keyring_message(path: Path | None = None, settings: Settings | None = None) -> str:
     env = settings.model.api_key_env if settings is not None else "OPENAI_API_KEY"
     where = (
