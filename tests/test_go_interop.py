@@ -104,6 +104,21 @@ COORDINATION_PLAN = (
     '"participants":{},"plan":"1. Define the contract first","session_id":"dep_0_15_1733390700",'
     '"tasks_involved":[]}'
 )
+DEPENDENCY_DETECTED = (
+    '{"agents_involved":["agent-hive","agent-bzzz"],"coordination_request":"Cross-repository dependency detected '
+    "between tasks. Agent working on hive/Add WebSocket support #15 and agent working on bzzz/Define coordination "
+    'API contract #23 should coordinate. Relationship: API_Contract. Reason: API contract and implementation",'
+    '"dependency":{"task1":{"task_id":15,"project_id":0,"repository":"hive","title":"Add WebSocket support",'
+    '"description":"","keywords":null,"agent_id":"agent-hive","claimed_at":"0001-01-01T00:00:00Z"},"task2":null,'
+    '"relationship":"API_Contract","confidence":0.8,"reason":"API contract and implementation","detected_at":'
+    '"2025-12-05T10:29:00+01:00"},"detected_at":1733390940,"hop_count":0,"max_hops":3,"message_type":'
+    '"dependency_detected","repositories":["hive","bzzz"]}'
+)
+# test/task_simulator.go simulateAgentResponse (published as meta_discussion, keyed by "type")
+AGENT_RESPONSE = (
+    '{"agent_id":"sim-agent-2","confidence":0.8123,"message":"I can handle this frontend task",'
+    '"timestamp":1733391200,"type":"agent_response"}'
+)
 SCENARIO_START = (
     '{"scenario":{"name":"Cross-Repository API Integration","description":"Testing coordination",'
     '"repositories":["hive","bzzz"],"tasks":[],"expected_coordination":null},"started_at":1733391100,'
@@ -458,6 +473,8 @@ async def test_a_go_help_request_is_an_escalation_and_other_meta_discussion_is_s
         assert row.context["read_only"]
         go.hears("task_help_response", HELP_RESPONSE)
         go.hears("meta_discussion", COORDINATION_PLAN)
+        go.hears("meta_discussion", DEPENDENCY_DETECTED)
+        go.hears("meta_discussion", AGENT_RESPONSE)
         go.hears("coordination_request", SCENARIO_START)
         go.hears("task_help_request", '{"reason":"no issue"}')
         go.hears("meta_discussion", '{"message_type":"escalation","session_id":"s"}')
@@ -467,6 +484,11 @@ async def test_a_go_help_request_is_an_escalation_and_other_meta_discussion_is_s
                 "meta_discussion",
                 "coordination_plan: Coordination plan generated for dependency: API_Contract",
             ),
+            (
+                "meta_discussion",
+                ("dependency_detected: " + json.loads(DEPENDENCY_DETECTED)["coordination_request"])[:200],
+            ),
+            ("meta_discussion", "agent_response: I can handle this frontend task"),
             ("coordination_request", "coordination_scenario_start: Cross-Repository API Integration"),
         ]
         assert go.unusable() == {("task_help_request", "bad_number"): 1, ("meta_discussion", "no_reason"): 1}
@@ -484,7 +506,7 @@ async def test_a_go_announcement_published_three_times_over_libp2p_is_one_task(t
     from test_escalations import Script
     from test_p2p_runtime import address, joined, peer
 
-    from bzzz_console.p2p.gometa import join_topic
+    from bzzz_console.p2p.gometa import join_topic, leave_topic
     from bzzz_console.p2p.node import NodeConfig, P2PNode
     from bzzz_console.p2p.wire import TOPIC_COORDINATION
 
@@ -526,6 +548,8 @@ async def test_a_go_announcement_published_three_times_over_libp2p_is_one_task(t
             await go_node._publish_raw(topic, go_message("task_help_request", HELP_REQUEST, GO_STAMP, sender))
             rows = await eventually(lambda: b.rt.store.escalations(), "the help request on B")
             assert rows[0].rule == "go-node help request" and rows[0].origin_peer == sender
+            await leave_topic(go_node, topic)  # the task's run is over: LeaveDynamicTopic
+            await eventually(lambda: topic not in net.issue_topics.joined, "B off the issue's topic", 30)
             assert net.snapshot()["unusable"] == []
     finally:
         await go_node.stop()
