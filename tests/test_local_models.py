@@ -295,3 +295,54 @@ async def test_a_slow_one_slot_server_is_not_flooded_and_the_message_names_the_s
     assert retries and "trying once more with 1s" in retries[0].reason  # shown live while it waits
     # once, then once more with twice the time: not the same request four times
     assert sum(1 for r in sent if r == sent[0]) == 2
+
+
+@pytest.mark.slow
+def test_status_checks_each_agents_model_and_says_plainly_when_one_cannot_work(
+    tmp_path: Path, server: LocalModelServer
+) -> None:
+    import json
+    import subprocess
+
+    from helpers import BIN, cli_env
+
+    config = tmp_path / "bzzz.toml"
+    config.write_text(
+        f"""
+[model]
+provider = "openai"
+base_url = "{server.base_url}"
+
+[models]
+architect = "tool-model:8b"
+reviewer = "gemma:2b"
+documentation = "llama3.1:8b"
+
+[runtime]
+fleet = {{ architect = 1, reviewer = 1, documentation = 1 }}
+""",
+        encoding="utf-8",
+    )
+    db = f"sqlite:///{tmp_path / 'bzzz.db'}"
+    env = cli_env(tmp_path, BZZZ_CONFIG=str(config))
+    assert (
+        subprocess.run([str(BIN), "db", "upgrade", "--db", db], env=env, capture_output=True).returncode == 0
+    )
+    done = subprocess.run(
+        [str(BIN), "status", "--json", "--db", db], env=env, capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 1, done.stderr  # not healthy: two of the three models cannot work
+    checks = {c["model"]: c for c in json.loads(done.stdout)["models"]}
+    assert checks["tool-model:8b"]["ok"] and checks["tool-model:8b"]["roles"] == ["architect"]
+    assert (checks["gemma:2b"]["listed"], checks["gemma:2b"]["tools"]) == (True, False)
+    assert "does not support tools" in checks["gemma:2b"]["detail"]
+    assert checks["llama3.1:8b"]["listed"] is False
+    assert "ollama pull llama3.1:8b" in checks["llama3.1:8b"]["detail"]
+    plain = subprocess.run(
+        [str(BIN), "status", "--db", db], env=env, capture_output=True, text=True, timeout=60
+    )
+    lines = plain.stdout.splitlines()
+    assert any(
+        line.startswith("model") and "FAIL" in line and "gemma:2b (reviewer)" in line for line in lines
+    )
+    assert plain.stdout.rstrip().endswith("NOT healthy")

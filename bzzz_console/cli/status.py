@@ -94,6 +94,18 @@ def _provider_health(settings: Any) -> dict[str, Any]:
         return {**health, "reachable": False, "detail": f"{type(exc).__name__}: {exc}"[:300]}
 
 
+def _model_checks(settings: Any, specs: Any) -> list[dict[str, Any]]:
+    """Each model the fleet will run: listed by the server, and taking tool calls (one tiny probe call)."""
+    import asyncio
+    from dataclasses import asdict
+
+    from bzzz_console.runtime.llm.model_check import check_models, fleet_models
+    from bzzz_console.runtime.llm.provider import choose_provider
+
+    checks = asyncio.run(check_models(choose_provider(settings), fleet_models(settings, specs)))
+    return [{**asdict(c), "ok": c.ok} for c in checks]
+
+
 def status(
     as_json: JsonOption = False,
     db: DbOption = None,
@@ -126,8 +138,11 @@ def status(
             healthy = False
         report["model_provider"] = _provider_health(settings)
         healthy &= bool(report["model_provider"]["reachable"])
+        specs = load_specs(settings.runtime.agents_dir or agents_dir())
+        if report["model_provider"]["reachable"] and report["model_provider"]["kind"] != "demo":
+            report["models"] = _model_checks(settings, specs)
+            healthy &= all(m["ok"] for m in report["models"])
         if store is not None:
-            specs = load_specs(settings.runtime.agents_dir or agents_dir())
             agents = store.agents()
             report["agents"] = {"total": len(agents), "by_state": dict(Counter(a.state for a in agents))}
             from bzzz_console.views.reports import escalation_summary
@@ -168,6 +183,11 @@ def _print_status(report: dict[str, Any]) -> None:
         ),
         f"model provider  {ok[provider['reachable']]}  {provider['label']}  {one(provider['detail'])}",
     ]
+    for check in report.get("models", []):
+        roles = ", ".join(check["roles"])
+        lines.append(
+            f"model           {ok[check['ok']]}  {one(check['model'])} ({roles})  {one(check['detail'])}"
+        )
     if "agents" in report:
         states = (
             ", ".join(f"{n} {one(s)}" for s, n in sorted(report["agents"]["by_state"].items())) or "none yet"

@@ -188,6 +188,10 @@ class OpenAIBackend:
             timeout=self.policy.timeout_s,
         )
 
+    def client(self) -> AsyncOpenAI:
+        """The SDK client of the shared key (for other endpoints than chat completions, e.g. ``models.list``)."""
+        return self._ensure_client()
+
     def _ensure_client(self) -> AsyncOpenAI:
         if self._client is None:
             self._client = self._new_client(self._api_key)
