@@ -23,7 +23,6 @@ from typing import TYPE_CHECKING, Any
 from bzzz_console.p2p.bridge import (
     P2PError,
     TrioThread,
-    describe,
     dialable_addrs,
     direct_pubsub,
     new_host,
@@ -31,12 +30,12 @@ from bzzz_console.p2p.bridge import (
     parse_listen,
     parse_peer_addr,
     peer_id_from_seed,
-    root_cause,
     route_libp2p_logs,
     watch_mdns,
 )
+from bzzz_console.p2p.mesh import TOPICS, PeerDialing
 from bzzz_console.p2p.validation import Admission
-from bzzz_console.p2p.wire import TOPIC_COORDINATION, TOPIC_META, WireError, WireMessage, encode
+from bzzz_console.p2p.wire import WireError, WireMessage, encode
 
 if TYPE_CHECKING:
     import trio
@@ -50,7 +49,6 @@ if TYPE_CHECKING:
 __all__ = ["TOPICS", "NodeConfig", "P2PError", "P2PNode", "peer_id_from_seed"]
 
 log = logging.getLogger(__name__)
-TOPICS = (TOPIC_COORDINATION, TOPIC_META)
 RATE_WINDOW_S = 10.0
 
 
@@ -78,7 +76,7 @@ class NodeConfig:
     backpressure_timeout_s: float = 10.0
 
 
-class P2PNode:
+class P2PNode(PeerDialing):
     """One libp2p host in gossipsub on both BZZZ topics; every public method is called from the asyncio loop.
 
     ``on_message(message, signed_author)`` runs on the asyncio loop for each admitted message from another peer.
@@ -332,76 +330,6 @@ class P2PNode:
     def _count_event(self, name: str) -> None:
         with self._lock:
             self._count[name, ""] += 1
-
-    async def _connect(self, info: PeerInfo, text: str) -> None:
-        import trio
-
-        assert self._host is not None
-        if info.peer_id == self._host.get_id():
-            raise P2PError(f"{text} is this node's own address")
-        network, timeout = self._host.get_network(), self.config.connect_timeout_s
-        unblock = getattr(network, "unblock_peer", None)  # the swarm refuses a peer 60 s after a failed dial
-        if unblock is not None and info.peer_id not in network.connections:
-            unblock(info.peer_id)
-        try:
-            with trio.fail_after(timeout):
-                await self._host.connect(info)
-        except trio.TooSlowError:
-            raise P2PError(f"cannot reach {text}: no answer within {timeout:g} s") from None
-        except Exception as exc:
-            root = root_cause(exc)
-            reason = root.strerror if isinstance(root, OSError) and root.strerror else describe(exc)
-            raise P2PError(f"cannot reach {text}: {reason}") from None
-        self._known[info.peer_id] = info
-        self._retry.pop(info.peer_id, None)
-        await self._wait_ready(info.peer_id, timeout)
-
-    async def _wait_ready(self, peer: ID, timeout: float) -> None:
-        """Best effort: the peer's pubsub stream, its subscriptions, and a place in our mesh, on both topics."""
-        import trio
-
-        assert self._pubsub is not None and self._router is not None
-        with trio.move_on_after(timeout), contextlib.suppress(trio.TooSlowError):
-            await self._pubsub.wait_for_peer(peer, timeout)
-            for topic in TOPICS:
-                await self._pubsub.wait_for_subscription(peer, topic, timeout)
-            for topic in TOPICS:
-                if len(self._router.mesh.get(topic, ())) < self.config.degree_low:
-                    await self._pubsub.wait_for_mesh(peer, topic, min(timeout, 2.0))
-
-    def _remember_and_dial(self, info: PeerInfo) -> None:
-        self._known[info.peer_id] = info
-        if (
-            self._nursery is None
-            or self._host is None
-            or info.peer_id in self._host.get_network().connections
-        ):
-            return
-        self._retry[info.peer_id] = (self._retry.get(info.peer_id, (0, 0.0))[0], float("inf"))  # in flight
-        self._nursery.start_soon(self._dial_quietly, info)
-
-    async def _dial_quietly(self, info: PeerInfo) -> None:
-        try:
-            await self._connect(info, f"{info.addrs[0] if info.addrs else ''}/p2p/{info.peer_id}")
-        except P2PError as exc:
-            failures = self._retry.get(info.peer_id, (0, 0.0))[0] + 1
-            delay = min(60.0, self.config.redial_s * 2 ** min(failures - 1, 5))
-            self._retry[info.peer_id] = (failures, time.monotonic() + delay)
-            (log.info if failures == 1 else log.debug)("%s (next try in %.0f s)", exc, delay)
-
-    async def _redial_loop(self) -> None:
-        """Known peers (bootstrap, connected to once, found by mDNS) are dialed again while disconnected."""
-        import trio
-
-        assert self._host is not None
-        while True:
-            await trio.sleep(self.config.redial_s)
-            connected, now = self._host.get_network().connections, time.monotonic()
-            for peer, info in list(self._known.items()):
-                if peer in connected:
-                    self._retry.pop(peer, None)
-                elif self._retry.get(peer, (0, 0.0))[1] <= now:
-                    self._remember_and_dial(info)
 
     async def _publish_raw(self, topic: str, raw: bytes) -> None:
         """Test hook: sign and send arbitrary bytes (a forged ``from``, bad JSON), bypassing the encoder."""
