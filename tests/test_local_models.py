@@ -245,6 +245,9 @@ async def test_without_usage_tokens_are_estimated_and_budgets_still_work(
     assert called and all(c.prompt_tokens > 0 and c.estimated for c in called)
     assert all(u.prompt_tokens > 0 and u.cost_usd > 0 for u in out.usage if u.error is None)
     assert [e.rule for e in out.escalations] == ["Budget Breach"]  # the estimate is enough to trigger it
+    assert all(u.estimated for u in out.usage if u.error is None)  # and it is remembered as an estimate
+    report = spend_report(out.rt.store, out.rt.settings, {})
+    assert report["estimated_calls"] == len(called) and report["cost_usd"] > 0
 
 
 async def test_thinking_is_never_posted_stored_or_sent_to_other_agents(

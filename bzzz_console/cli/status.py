@@ -49,6 +49,8 @@ def spend(
             if report["unknown_cost_calls"]
             else ""
         )
+        if report["estimated_calls"]:
+            unknown += f" (tokens of {report['estimated_calls']} calls estimated: the server sent no counts)"
         typer.echo(
             f"total {usd(report['cost_usd'], 4)}{unknown} · today {usd(report['today']['cost_usd'], 4)} · "
             f"{report['prompt_tokens']} prompt ({report['cached_tokens']} cached) + "

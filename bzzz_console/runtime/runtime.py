@@ -349,6 +349,7 @@ class Runtime(Scheduling):
             context_sent_tokens=context[1],
             latency_ms=result.latency_s * 1000,
             attempts=result.attempts,
+            estimated=result.usage_estimated,
         )
         self.publish(
             ev.LLMCalled(

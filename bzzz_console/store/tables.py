@@ -186,6 +186,8 @@ class TokenUsageRow(SQLModel, table=True):
     """Estimated prompt tokens of the history actually sent."""
     error: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
     """Set for a call that failed for good: it counts towards the error rate, with the tokens it cost (if any)."""
+    estimated: bool = Field(default=False, sa_column=Column(Boolean, nullable=False, server_default=false()))
+    """The server sent no token counts: the tokens (and the cost) were estimated from the text."""
 
 
 class BudgetRow(SQLModel, table=True):

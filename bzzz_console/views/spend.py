@@ -24,6 +24,7 @@ def _bucket() -> dict[str, Any]:
         "cached_tokens": 0,
         "calls": 0,
         "unknown_cost_calls": 0,
+        "estimated_calls": 0,
     }
 
 
@@ -32,6 +33,7 @@ def _add(bucket: dict[str, Any], row: Any) -> None:
     bucket["prompt_tokens"] += row.prompt_tokens
     bucket["completion_tokens"] += row.completion_tokens
     bucket["cached_tokens"] += row.cached_tokens
+    bucket["estimated_calls"] += bool(row.estimated)  # the server sent no counts: estimated from the text
     if row.cost_usd is None:
         if not row.error:
             bucket["unknown_cost_calls"] += 1
