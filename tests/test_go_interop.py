@@ -23,6 +23,8 @@ from typing import Any
 
 import pytest
 from helpers import eventually
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from bzzz_console.app import make_runtime
 from bzzz_console.config import Settings
@@ -559,3 +561,97 @@ def test_payload_timestamps_are_go_rfc3339_nano() -> None:
     assert decode(go_message("availability_broadcast", AVAILABILITY)).timestamp == datetime(
         2025, 12, 5, 9, 30, 0, 123456, tzinfo=UTC
     )
+
+
+# -- whatever a peer sends --------------------------------------------------------------------------------------
+
+_LEAF = (
+    st.none()
+    | st.booleans()
+    | st.integers(-(10**12), 10**12)
+    | st.floats(allow_nan=False)
+    | st.text(max_size=12)
+)
+_JSON = st.recursive(
+    _LEAF,
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4),
+    max_leaves=20,
+)
+_KEYS = st.sampled_from(
+    [
+        "type",
+        "task",
+        "repository",
+        "task_number",
+        "priority",
+        "blocked_by",
+        "scenario_name",
+        "number",
+        "title",
+        "labels",
+        "dependencies",
+        "estimated_hours",
+        "required_skills",
+        "message_type",
+        "session_id",
+        "escalation_reason",
+        "participants",
+        "tasks_involved",
+        "session_summary",
+        "issue_id",
+        "reason",
+        "capabilities",
+        "can_help",
+        "resolution",
+        "message",
+        "scenario",
+        "owner",
+        "name",
+    ]
+)
+_GO_DATA = st.dictionaries(
+    _KEYS, _JSON | st.sampled_from(["task_available", "scenario_task", "escalation", "a/b"]), max_size=9
+)
+
+
+class _Store:
+    def __init__(self) -> None:
+        self.rows: list[Any] = []
+
+    def mirror_escalation(self, row: Any) -> bool:
+        self.rows.append(row)
+        return True
+
+    def settle_mirror(self, *args: Any) -> None:
+        return None
+
+
+@settings(max_examples=500, deadline=None)
+@given(
+    _GO_DATA
+    | st.fixed_dictionaries({"type": st.just("task_available"), "repository": _JSON, "task": _GO_DATA})
+)
+def test_any_go_shaped_data_is_read_or_refused_with_a_reason_never_an_exception(data: dict[str, Any]) -> None:
+    from types import SimpleNamespace
+
+    from bzzz_console.p2p.gometa import GoMeta, summary_of
+    from bzzz_console.p2p.gonodes import depends_on, description_of, merge_details, title_of
+
+    shown: list[tuple[str, ...]] = []
+    rt = SimpleNamespace(store=_Store(), publish=lambda event: None)
+    meta = GoMeta(SimpleNamespace(rt=rt, shown=lambda *a: shown.append(a)))  # type: ignore[arg-type]
+    try:
+        details = merge_details({}, read_go_task(data), GO_PEER)
+        assert title_of(details) and description_of(details, []) and isinstance(depends_on(details), list)
+    except Unusable as exc:
+        assert exc.reason and exc.detail
+    for handler in (meta.on_meta_discussion, meta.on_help_request, meta.on_help_response):
+        try:
+            handler(data, GO_PEER)
+        except Unusable as exc:
+            assert exc.reason and exc.detail
+    meta.on_broadcast("availability_broadcast", data, GO_PEER)
+    meta.on_broadcast("capability_broadcast", data, GO_PEER)
+    assert isinstance(summary_of(data), str)
+    for row in rt.store.rows:  # what becomes an escalation is always marked read-only
+        assert row.context["read_only"] and row.origin_peer == GO_PEER

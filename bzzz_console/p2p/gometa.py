@@ -54,6 +54,10 @@ def _text(value: object, limit: int) -> str:
     return value.strip()[:limit] if isinstance(value, str) else ""
 
 
+def _list(value: object) -> list[Any]:
+    return value if isinstance(value, list) else []
+
+
 def _plain(value: object) -> Any:
     """A broadcast field kept for display: strings, numbers, booleans and short lists of them."""
     if isinstance(value, str):
@@ -102,7 +106,7 @@ class GoMeta:
         names = sorted(str(k)[:64] for k in participants)[:20] if isinstance(participants, dict) else []
         tasks = [
             f"{_text(t.get('repository'), 100)}#{t.get('task_id')}: {_text(t.get('title'), 120)}"
-            for t in data.get("tasks_involved") or []
+            for t in _list(data.get("tasks_involved"))
             if isinstance(t, dict)
         ][:20]
         summary = _text(data.get("session_summary"), 500)
@@ -158,7 +162,7 @@ class GoMeta:
 
     def on_help_response(self, data: dict[str, Any], author: str) -> None:
         number = whole_number(data.get("issue_id"), "data.issue_id")
-        caps = ", ".join(c[:40] for c in data.get("capabilities") or [] if isinstance(c, str))
+        caps = ", ".join(c[:40] for c in _list(data.get("capabilities")) if isinstance(c, str))
         can = "can help" if data.get("can_help") is True else "cannot help"
         self.net.shown("task_help_response", author, f"{can} with #{number}" + (f" ({caps})" if caps else ""))
 
