@@ -74,7 +74,10 @@ class PostArgs(ToolArgs):
 class ThreadArgs(ToolArgs):
     action: ThreadAction
     thread_id: str | None = None
-    participants: list[str] = Field(default_factory=list, description="Agent ids or roles (create)")
+    participants: list[str] = Field(
+        default_factory=list,
+        description="Agent ids or roles (create); none needed when you create it as your agent_id: others join",
+    )
     topic: str | None = None
     agent_id: str | None = Field(None, description=AS_AGENT)
 
