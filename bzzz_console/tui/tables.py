@@ -11,7 +11,8 @@ from textual.widgets.data_table import ColumnKey
 
 from bzzz_console.domain.text import inert_line
 from bzzz_console.tui import clock
-from bzzz_console.tui.view import AgentRowView, EscalationView, FleetView, ThreadRowView
+from bzzz_console.tui.view import FleetView
+from bzzz_console.tui.view_rows import AgentRowView, EscalationView, ThreadRowView
 
 STATE_STYLE = {
     "initializing": ("…", "dim"),

@@ -15,7 +15,7 @@ from textual.widgets import Footer, Input, ListItem, ListView, Static
 from bzzz_console.domain.text import inert, inert_line, usd
 from bzzz_console.resources import screens_dir
 from bzzz_console.tui.tables import STATE_STYLE
-from bzzz_console.tui.view import MessageView
+from bzzz_console.tui.view_rows import MessageView
 
 if TYPE_CHECKING:
     from bzzz_console.tui.app import BzzzApp
