@@ -349,3 +349,42 @@ fleet = {{ architect = 1, reviewer = 1, documentation = 1 }}
         line.startswith("model") and "FAIL" in line and "gemma:2b (reviewer)" in line for line in lines
     )
     assert plain.stdout.rstrip().endswith("NOT healthy")
+
+
+def test_the_console_shows_retries_and_failures_on_the_agent_and_thread_while_they_happen() -> None:
+    from bzzz_console.tui.view import FleetView
+
+    view = FleetView()
+    view.apply(ev.AgentRegistered(agent_id="reviewer-1", role="reviewer", model="slow:70b"))
+    view.apply(
+        ev.ThreadCreated(
+            thread_id="t-1", topic="Slow", participants=("reviewer-1",), task_id=None, project="p"
+        )
+    )
+    view.apply(
+        ev.LLMRetry(agent_id="reviewer-1", thread_id="t-1", attempt=1, delay_s=0.4, reason="no answer")
+    )
+    assert (
+        view.agents["reviewer-1"].model_call == view.threads["t-1"].model_call == "retry 1 in 0.4s: no answer"
+    )
+    changed = view.apply(ev.LLMFailed(agent_id="reviewer-1", thread_id="t-1", error="raise model.timeout_s"))
+    assert {"agents", "threads", "errors"} <= changed
+    assert view.agents["reviewer-1"].model_call == "failed: raise model.timeout_s"
+    assert view.errors[-1] == "reviewer-1: model call failed: raise model.timeout_s"
+    view.apply(
+        ev.LLMCalled(
+            agent_id="reviewer-1",
+            thread_id="t-1",
+            model="slow:70b",
+            prompt_tokens=10,
+            completion_tokens=2,
+            cached_tokens=0,
+            cost_usd=None,
+            latency_ms=1.0,
+            attempts=1,
+            estimated=True,
+        )
+    )
+    agent = view.agents["reviewer-1"]
+    assert agent.model_call == view.threads["t-1"].model_call == ""  # a call that worked clears it
+    assert agent.tokens_estimated and agent.cost_unknown

@@ -214,12 +214,15 @@ class FleetView:
         cost = e.cost_usd or 0.0
         if agent is not None:
             agent.tokens += e.prompt_tokens + e.completion_tokens
+            agent.tokens_estimated |= e.estimated
             agent.cost += cost
             agent.cost_unknown |= e.cost_usd is None
+            agent.model_call = ""
             if e.thread_id:
                 agent.thread = e.thread_id
         if e.thread_id in self.threads:
             self.threads[e.thread_id].cost += cost
+            self.threads[e.thread_id].model_call = ""
         spend = self.spend
         spend.total += cost
         spend.today += cost
@@ -238,6 +241,21 @@ class FleetView:
             self._minute += 1
         spend.series[-1] += cost
         return {"agents", "threads", "spend", "status"}
+
+    def _on_llm_retry(self, e: ev.LLMRetry) -> set[str]:
+        return self._model_call(e.agent_id, e.thread_id, f"retry {e.attempt} in {e.delay_s:.1f}s: {e.reason}")
+
+    def _on_llm_failed(self, e: ev.LLMFailed) -> set[str]:
+        self.errors.append(f"{e.agent_id}: model call failed: {e.error}")
+        return self._model_call(e.agent_id, e.thread_id, f"failed: {e.error}") | {"errors"}
+
+    def _model_call(self, agent_id: str, thread_id: str | None, note: str) -> set[str]:
+        """Retries, timeouts and failures show on the agent and its thread while they happen."""
+        if (agent := self.agents.get(agent_id)) is not None:
+            agent.model_call = note
+        if thread_id is not None and (thread := self.threads.get(thread_id)) is not None:
+            thread.model_call = note
+        return {"agents", "threads"}
 
     def _on_budget_warning(self, e: ev.BudgetWarning) -> set[str]:
         label = "breached" if e.share >= 1 else f"{e.share:.0%}"

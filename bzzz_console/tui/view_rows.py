@@ -28,6 +28,11 @@ class AgentRowView:
     reason: str = ""
     origin: str = "local"
     """``remote``: another node's agent (networking on)."""
+    model_call: str = ""
+    """The model call in trouble, live: "retry 2: no answer within 60s …" or "failed: …"; cleared by the next
+    call that works."""
+    tokens_estimated: bool = False
+    """Some of ``tokens`` were estimated (the server sent no counts)."""
 
 
 @dataclass
@@ -41,6 +46,8 @@ class ThreadRowView:
     created_at: datetime = field(default_factory=lambda: clock.now())
     task_id: str | None = None
     consensus: str = ""
+    model_call: str = ""
+    """As on the agent row: the thread's model call retrying or failed, live."""
 
 
 @dataclass
