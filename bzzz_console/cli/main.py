@@ -203,6 +203,7 @@ def agents_list(as_json: JsonOption = False, db: DbOption = None, config: Config
 @threads_app.command("list")
 def threads_list(as_json: JsonOption = False, db: DbOption = None, config: ConfigOption = None) -> None:
     """List threads: id, topic, status, participants, message count, cost."""
+    from bzzz_console.domain.text import usd
     from bzzz_console.views.reports import threads_report
 
     with common.errors():
@@ -217,7 +218,7 @@ def threads_list(as_json: JsonOption = False, db: DbOption = None, config: Confi
                     {
                         **r,
                         "participants": ", ".join(r["participants"]),
-                        "cost_usd": "unknown" if r["cost_usd"] is None else f"{r['cost_usd']:.4f}",
+                        "cost_usd": usd(r["cost_usd"], 4, symbol=False),
                     }
                     for r in rows
                 ],

@@ -181,12 +181,14 @@ def md_block(text: str) -> str:
 
 
 # -- amounts ---------------------------------------------------------------------------------------------------
-def usd(amount: float | None, places: int | None = None, *, grouped: bool = False) -> str:
+def usd(
+    amount: float | None, places: int | None = None, *, grouped: bool = False, symbol: bool = True
+) -> str:
     """US dollars as every surface shows them: with ``places`` decimals, or by default as many as the amount needs
-    ($5.00, $0.0044); ``grouped`` separates the thousands ($1,000.00). None (a model nobody priced) is
-    ``unknown``, never $0."""
+    ($5.00, $0.0044); ``grouped`` separates the thousands ($1,000.00); ``symbol=False`` leaves out the ``$`` (a
+    table column that says USD in its heading). None (a model nobody priced) is ``unknown``, never $0."""
     if amount is None:
         return "unknown"
     if places is None:
         places = 2 if abs(amount) >= 1 or amount == 0 else 4
-    return f"${amount:{',' if grouped else ''}.{places}f}"
+    return f"{'$' if symbol else ''}{amount:{',' if grouped else ''}.{places}f}"

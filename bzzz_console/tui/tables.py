@@ -9,7 +9,7 @@ from rich.text import Text
 from textual.widgets import DataTable
 from textual.widgets.data_table import ColumnKey
 
-from bzzz_console.domain.text import inert_line
+from bzzz_console.domain.text import inert_line, usd
 from bzzz_console.tui import clock
 from bzzz_console.tui.view import FleetView
 from bzzz_console.tui.view_rows import AgentRowView, EscalationView, ThreadRowView
@@ -76,7 +76,7 @@ def cell(value: object) -> object:
 
 
 def money(value: float, unknown: bool = False) -> str:
-    return "unknown" if unknown and value == 0 else f"{value:.4f}" + ("+?" if unknown else "")
+    return "unknown" if unknown and value == 0 else usd(value, 4, symbol=False) + ("+?" if unknown else "")
 
 
 class FleetTable(DataTable[object]):
@@ -174,7 +174,7 @@ class ThreadsTable(FleetTable):
             "ESCALATED" if t.status == "waiting_human" else t.status, style=THREAD_STYLE.get(t.status, "")
         )
         participants = ", ".join(t.participants)
-        return (t.id, status, topic, str(t.messages), f"{t.cost:.4f}", age(t.created_at, now), participants)
+        return (t.id, status, topic, str(t.messages), money(t.cost), age(t.created_at, now), participants)
 
 
 class EscalationsTable(FleetTable):
