@@ -388,3 +388,27 @@ def test_the_console_shows_retries_and_failures_on_the_agent_and_thread_while_th
     agent = view.agents["reviewer-1"]
     assert agent.model_call == view.threads["t-1"].model_call == ""  # a call that worked clears it
     assert agent.tokens_estimated and agent.cost_unknown
+
+
+def test_the_same_words_as_votes_on_new_revisions_are_not_a_model_going_round_in_circles() -> None:
+    from datetime import UTC, datetime
+
+    from bzzz_console.domain.lifecycle import AgentState
+    from bzzz_console.domain.specs import load_specs
+    from bzzz_console.domain.state import Agent, ThreadState
+    from bzzz_console.domain.threads import MessageType, ThreadMessage, ThreadStatus
+    from bzzz_console.runtime.threads.model_watch import ModelWatch, verdict
+
+    spec = load_specs(agents_dir())["architect"]
+    agent = Agent("architect-2", spec, "gpt-4o-mini", AgentState.COLLABORATING)
+    now = datetime.now(UTC)
+
+    def said(seq: int, kind: MessageType, reply_to: str | None) -> ThreadMessage:
+        return ThreadMessage(f"t#{seq}", "t", seq, agent.id, "architect", kind, "Agreed.", now, reply_to)
+
+    thread = ThreadState("t", "p", "topic", ThreadStatus.ACTIVE, [], [], 0, now)
+    thread.messages = [said(i, MessageType.AGREE, f"t#{10 + i}") for i in range(3)]  # three revisions
+    assert verdict(ModelWatch(), agent, "gpt-4o-mini", thread) is None
+    thread.messages = [said(i, MessageType.COMMENT, None) for i in range(3)]  # the same comment three times
+    reason = verdict(ModelWatch(), agent, "gpt-4o-mini", thread)
+    assert reason is not None and "wrote the same message 3 times in a row" in reason

@@ -90,10 +90,12 @@ def verdict(watch: ModelWatch, agent: Agent, model: str, thread: ThreadState) ->
     if watch.failing >= FAILED_CALLS:
         shown = "; ".join(inert_line(e)[:160] for e in watch.errors)
         return f"{agent.id}'s last {watch.failing} tool calls failed ({model}): {shown}"
-    said = [m.content for m in thread.messages if m.author == agent.id][watch.since :]
+    # The same words as an answer to the same thing: agreeing to each new revision of a proposal with the same
+    # sentence is a vote per revision (its reply_to differs), not a model going round in circles.
+    said = [(m.type, m.content, m.reply_to) for m in thread.messages if m.author == agent.id][watch.since :]
     if len(said) >= SAME_REPLIES and len(set(said[-SAME_REPLIES:])) == 1:
         return (
             f"{agent.id} ({model}) wrote the same message {SAME_REPLIES} times in a row: "
-            f"{inert_line(said[-1])[:160]!r}"
+            f"{inert_line(said[-1][1])[:160]!r}"
         )
     return None
