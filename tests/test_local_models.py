@@ -390,6 +390,31 @@ def test_the_console_shows_retries_and_failures_on_the_agent_and_thread_while_th
     assert agent.tokens_estimated and agent.cost_unknown
 
 
+def test_the_agents_and_threads_tables_mark_a_model_call_in_trouble() -> None:
+    from datetime import UTC, datetime
+
+    from bzzz_console.tui.tables import AgentsTable, ThreadsTable
+    from bzzz_console.tui.view import FleetView
+
+    view = FleetView()
+    view.apply(ev.AgentRegistered(agent_id="reviewer-1", role="reviewer", model="slow:70b"))
+    view.apply(
+        ev.ThreadCreated(
+            thread_id="t-1", topic="Slow", participants=("reviewer-1",), task_id=None, project="p"
+        )
+    )
+    view.apply(
+        ev.LLMRetry(agent_id="reviewer-1", thread_id="t-1", attempt=2, delay_s=0.4, reason="no answer")
+    )
+    now = datetime.now(UTC)
+    [(_, agent_cells)] = list(AgentsTable().rows_for(view, now))
+    [(_, thread_cells)] = list(ThreadsTable().rows_for(view, now))
+    assert str(agent_cells[2]).endswith("⟳ retry 2") and str(thread_cells[1]).endswith("⟳ retry 2")
+    view.apply(ev.LLMFailed(agent_id="reviewer-1", thread_id="t-1", error="no answer within 60s"))
+    [(_, agent_cells)] = list(AgentsTable().rows_for(view, now))
+    assert str(agent_cells[2]).endswith("✗ model failed")
+
+
 def test_the_same_words_as_votes_on_new_revisions_are_not_a_model_going_round_in_circles() -> None:
     from datetime import UTC, datetime
 

@@ -139,6 +139,16 @@ class FleetTable(DataTable[object]):
         return self._selected_key()
 
 
+def _model_call(note: str) -> Text:
+    """A model call in trouble, short: " ⟳ retry 2" while it is retried, " ✗ model failed" once it failed (the
+    whole message is in the errors pane); nothing while calls work."""
+    if note.startswith("retry"):
+        return Text(" ⟳ " + note.split(":", 1)[0].rsplit(" in ", 1)[0], style="yellow")
+    if note.startswith("failed"):
+        return Text(" ✗ model failed", style="bold red")
+    return Text("")
+
+
 class AgentsTable(FleetTable):
     COLUMNS = ("id", "role", "state", "thread", "model", "tokens", "$")
 
@@ -149,13 +159,15 @@ class AgentsTable(FleetTable):
     def _cells_of(self, a: AgentRowView, view: FleetView) -> tuple[object, ...]:
         glyph, style = STATE_STYLE.get(a.state, ("?", ""))
         state = Text(f"{glyph} {a.state.capitalize()}" + (" (paused)" if a.paused else ""), style=style)
+        state.append_text(_model_call(a.model_call))
         limit = view.spend.agent_limits.get(a.id)
         over = limit is not None and a.cost >= limit
         cost = Text(
             money(a.cost, a.cost_unknown) + (" over" if over else ""), style="bold red" if over else ""
         )
         ident: object = a.id if a.origin != "remote" else Text(f"{REMOTE_GLYPH} {a.id}", style="cyan")
-        return (ident, a.role, state, a.thread or "—", a.model, f"{a.tokens:,}", cost)
+        tokens = ("~" if a.tokens_estimated else "") + f"{a.tokens:,}"  # ~: the server sent no counts
+        return (ident, a.role, state, a.thread or "—", a.model, tokens, cost)
 
 
 class ThreadsTable(FleetTable):
@@ -173,6 +185,7 @@ class ThreadsTable(FleetTable):
         status = Text(
             "ESCALATED" if t.status == "waiting_human" else t.status, style=THREAD_STYLE.get(t.status, "")
         )
+        status.append_text(_model_call(t.model_call))
         participants = ", ".join(t.participants)
         return (t.id, status, topic, str(t.messages), money(t.cost), age(t.created_at, now), participants)
 
