@@ -437,3 +437,26 @@ def test_the_same_words_as_votes_on_new_revisions_are_not_a_model_going_round_in
     thread.messages = [said(i, MessageType.COMMENT, None) for i in range(3)]  # the same comment three times
     reason = verdict(ModelWatch(), agent, "gpt-4o-mini", thread)
     assert reason is not None and "wrote the same message 3 times in a row" in reason
+
+
+@pytest.mark.slow
+def test_escalations_show_quotes_the_model_servers_last_error(
+    tmp_path: Path, server: LocalModelServer
+) -> None:
+    import subprocess
+
+    from helpers import BIN, cli_env
+
+    settings = settings_for(tmp_path, server, {"default": "gemma:2b"})
+    out = asyncio.run(play(settings, server))
+    [escalation] = out.escalations
+    shown = subprocess.run(
+        [str(BIN), "escalations", "show", escalation.id, "--db", settings.database_url()],
+        env=cli_env(tmp_path),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert shown.returncode == 0, shown.stderr
+    [line] = [x for x in shown.stdout.splitlines() if x.startswith("model error: ")]
+    assert "gemma:2b does not support tools" in line

@@ -91,6 +91,8 @@ def escalations_show(
                 f"spend {one(budget['scope'])} {one(budget['key'])}: {usd(budget['spent_usd'], 4)} of "
                 f"{usd(budget['limit_usd'])}"
             )
+        if row.context.get("model_error"):  # what the model server last said, in its own words
+            lines.append(f"model error: {one(row.context['model_error'])}")
         if row.context.get("options"):
             lines.append("options: " + ", ".join(one(o) for o in row.context["options"]))
         if row.decision:
