@@ -123,6 +123,8 @@ class ConsoleSettings(Section):
     """Remapped keys by binding id, e.g. ``{"escalation.approve" = "A", "app.quit" = "ctrl+c"}``; see ``?``."""
     refresh_ms: int = Field(50, ge=10, le=1000)
     """How long the console collects events before it repaints: high event rates cost one repaint per window."""
+    confirm_approve: bool = True
+    """Ask before approving an escalation, as before every other decision (false: approve at once)."""
 
 
 class MCPSettings(Section):
