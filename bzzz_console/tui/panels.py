@@ -31,14 +31,14 @@ class StatusLine(Static):
         status, spend = view.status, view.spend
         text = Text()
         text.append(" bzzz-console ", style="bold reverse")
+        if status.readonly:  # first, so that no terminal is too narrow for it
+            text.append(" READ-ONLY ", style="bold red reverse")
         node = short_peer(status.peer_id) if status.peer_id else status.node
         text.append(f" ▸ node {inert_line(node)} ▸ {inert_line(status.database)} ▸ ")
         text.append(inert_line(status.provider) or "starting…", style="bold yellow" if status.demo else "")
         text.append(f" ▸ {status.peers} peer{'' if status.peers == 1 else 's'}")
         if status.mcp:
             text.append(f" ▸ MCP {inert_line(status.mcp)}")
-        if status.readonly:
-            text.append(" ▸ READ-ONLY", style="bold red")
         waiting = len(view.open_escalations())
         if waiting:
             text.append(f" ▸ {waiting} escalation{'s' if waiting > 1 else ''} waiting", style="bold magenta")
