@@ -166,7 +166,8 @@ class SecuritySettings(Section):
     """Kinds redacted from ``threads show`` and ``threads export`` (Markdown and JSON)."""
     readonly: bool = False
     """Read-only everywhere on this machine: the console, ``escalations answer`` and MCP's ``bzzz_decide``
-    refuse decisions (the same as starting the console with ``--readonly``)."""
+    refuse decisions, and the console only watches — it runs no agents and picks up no task (the same as
+    starting it with ``--readonly``)."""
     key_cache_s: float = Field(5.0, ge=0, le=300)
     """Seconds a looked-up API key is reused before it is looked up again: ``bzzz-console key set`` rotates a
     key in a running node within this time (at once for a key file), without a restart."""

@@ -482,7 +482,7 @@ async def test_readonly_console_refuses_decisions_posts_and_tasks(tmp_path: Path
             assert isinstance(c.app.screen, EscalationScreen)
         stored = c.rt.store.get_escalation(esc.id)
         assert stored is not None and stored.state == "open" and stored.decision is None
-        assert c.rt.agents["reviewer-1"].state is AgentState.ESCALATING
+        assert c.app.view.agents["reviewer-1"].state == AgentState.ESCALATING.value  # as the store has it
         await c.press("o")  # watching is allowed: o opens the escalation's thread
         await c.shows(ThreadScreen, "the thread")
         assert isinstance(c.app.screen, ThreadScreen) and c.app.screen.thread_id == esc.thread_id
@@ -500,6 +500,89 @@ async def test_readonly_console_refuses_decisions_posts_and_tasks(tmp_path: Path
         await c.until(lambda: len(c.notices) > before, "a notice")
         assert "read-only" in c.notices[-1] and not isinstance(c.app.screen, NewTask)
         assert [e.state for e in c.rt.store.escalations()] == ["open"]
+
+
+async def test_readonly_console_watches_and_runs_nothing(tmp_path: Path) -> None:
+    """Pending tasks, the demo model, a read-only console: nothing is picked up, no model is called, no agent
+    of its own is registered, and the READ-ONLY marker is on the status line."""
+    settings = make_settings(tmp_path)
+    async with console(settings, readonly=True) as c:  # seeds the demo's three pending tasks first
+        pending = {t.id for t in c.rt.store.tasks("pending")}
+        assert len(pending) == 3
+        await c.until(lambda: c.rt._idle.is_set(), "the watching runtime to settle")
+        for _ in range(10):  # several inbox intervals (0.05 s): a runtime that schedules would have started
+            await c.pilot.pause(0.05)
+        assert {t.id for t in c.rt.store.tasks("pending")} == pending
+        assert c.rt.store.threads() == []
+        assert c.rt.agents == {} and c.rt.store.agents() == []
+        assert not any(a.state == AgentState.COLLABORATING.value for a in c.app.view.agents.values())
+        published = c.published()
+        assert not [
+            e for e in published if isinstance(e, ev.LLMCalled | ev.ThreadCreated | ev.AgentRegistered)
+        ]
+        with c.rt.store.engine.connect() as conn:
+            from sqlalchemy import text
+
+            assert conn.execute(text("SELECT COUNT(*) FROM token_usage")).scalar() == 0
+        assert c.rt._demo_server is None and c.rt._backend is None  # nothing to call a model with
+        assert "READ-ONLY" in str(c.app.screen.query_one("#status", Static).content)
+        with pytest.raises(Exception, match="read-only"):
+            await c.rt.submit(cmd.AddTask(project="default", operator="x", title="t", roles=("reviewer",)))
+
+
+async def test_security_readonly_setting_watches_too(tmp_path: Path) -> None:
+    settings = make_settings(tmp_path, security={"readonly": True})
+    async with console(settings) as c:
+        assert c.app.readonly and c.rt.readonly and c.app.view.status.readonly
+        await c.until(lambda: c.rt._idle.is_set(), "the watching runtime to settle")
+        assert len(c.rt.store.tasks("pending")) == 3 and c.rt.agents == {}
+
+
+async def test_the_panes_say_starting_until_the_runtime_is_ready(tmp_path: Path) -> None:
+    """Paint first: the dashboard is on screen before the store is opened (migrations, demo tasks), its panes
+    saying "starting…"; once the runtime runs they no longer do."""
+    settings = make_settings(tmp_path)
+    seen: list[tuple[bool, list[str]]] = []
+
+    class Watched(BzzzApp):
+        def _start(self) -> None:  # right after the first frame
+            titles = [str(p.border_subtitle) for p in self.screen.query("Pane")]
+            seen.append(((tmp_path / "bzzz.db").exists(), titles))
+            super()._start()
+
+    app = Watched(settings, demo=True)
+    async with app.run_test(size=SIZE) as pilot:
+        c = ConsoleRun(app, pilot)
+        await c.until(lambda: app.rt is not None and app.view.status.running, "the runtime to start")
+        await c.until(lambda: len(app.rt.store.tasks()) == 3 if app.rt else False, "the demo tasks")  # type: ignore[union-attr]
+        [(db_existed, titles)] = seen
+        assert not db_existed and titles and all(t == "starting…" for t in titles), titles
+        await c.until(
+            lambda: all(str(p.border_subtitle) != "starting…" for p in app.screen.query("Pane")),
+            "the panes to stop saying starting…",
+        )
+
+
+async def test_a_database_that_cannot_be_opened_is_shown_in_the_console(tmp_path: Path) -> None:
+    """Found only after the first paint (here: not a database at all): one line on the status line and a toast,
+    and the console stays up."""
+    (tmp_path / "bzzz.db").write_bytes(b"this is not a database" * 100)
+    notices: list[str] = []
+
+    def hook(message: object) -> None:
+        if isinstance(message, Notify):
+            notices.append(f"{message.notification.title}: {message.notification.message}")
+
+    app = BzzzApp(make_settings(tmp_path), demo=True)
+    async with app.run_test(size=SIZE, message_hook=hook) as pilot:
+        c = ConsoleRun(app, pilot, notices)
+        await c.until(lambda: app.failed is not None, "the start-up error")
+        assert "\n" not in app.failed  # type: ignore[operator]
+        assert app.is_running and app.rt is None
+        await c.until(lambda: any("could not start" in n for n in notices), "a toast")
+        status = str(app.screen.query_one("#status", Static).content)
+        assert "not started" in status
+        assert all(str(p.border_subtitle) == "not started" for p in app.screen.query("Pane"))
 
 
 # -- dashboard: filter, palette, panes ----------------------------------------------------------------------

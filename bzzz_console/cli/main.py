@@ -142,11 +142,7 @@ def _console(
         configure_logging(settings)  # before mcp/uvicorn can install a handler that writes into the TUI
         from bzzz_console.cli.db import check_before_console
 
-        check_before_console(settings)
-        if demo:
-            from bzzz_console.cli.headless import seed_demo_tasks
-
-            seed_demo_tasks(settings)
+        check_before_console(settings)  # cheap; migrations and the demo's tasks come after the first paint
         from bzzz_console.tui.app import BzzzApp
 
         app_ = BzzzApp(settings, demo=demo, readonly=readonly, mcp_port=mcp_port)

@@ -58,9 +58,19 @@ class Runtime(Scheduling, Fleet):
         store: Store | None = None,
         join_network: Callable[[Runtime], Network] | None = None,
         demo_server: Callable[[Settings], Any] | None = None,
+        readonly: bool = False,
     ) -> None:
         """``join_network`` and ``demo_server`` are given by the one place that assembles a node
-        (:func:`bzzz_console.app.make_runtime`): the runtime itself knows neither libp2p nor the demo team."""
+        (:func:`bzzz_console.app.make_runtime`): the runtime itself knows neither libp2p nor the demo team.
+
+        ``readonly`` (the console's ``--readonly`` or ``security.readonly``): the runtime only watches. It opens
+        the store and, with ``p2p.enabled``, joins the network to hear other nodes, but registers and runs no
+        agents, restores no thread, picks up no task (local or announced), expires no escalation and makes no
+        model call."""
+        self.readonly = readonly
+        if self.readonly and (settings.p2p.pick_up_tasks or settings.p2p.announce_tasks):
+            p2p = settings.p2p.model_copy(update={"pick_up_tasks": False, "announce_tasks": False})
+            settings = settings.model_copy(update={"p2p": p2p})
         self.settings = settings
         self.bus = EventBus()
         self.clock = clock or SystemClock()
@@ -124,7 +134,7 @@ class Runtime(Scheduling, Fleet):
         if self._store is None:
             self._store = await asyncio.to_thread(Store.open, self.settings.database_url())
         self.provider = choose_provider(self.settings, force_demo=self._force_demo)
-        if self._backend is None:
+        if self._backend is None and not self.readonly:  # a watcher calls no model: no backend, no server
             base_url = None
             if self.provider.is_demo:
                 if self._start_demo_server is None:
@@ -145,11 +155,14 @@ class Runtime(Scheduling, Fleet):
                 database=self.store.display_url,
                 provider=self.provider.label,
                 demo=self.provider.is_demo,
-                agents=sum(self.settings.runtime.fleet.values()),
+                agents=0 if self.readonly else sum(self.settings.runtime.fleet.values()),
             )
         )
         self.budgets.load()
         self.episodes = EpisodeCache(self.store)
+        if self.readonly:
+            await self._watch()
+            return
         if isinstance(self._backend, OpenAIBackend):
             await asyncio.to_thread(self._backend.prepare)  # import openai and build the client off the loop
         await self._register_fleet()
@@ -159,6 +172,14 @@ class Runtime(Scheduling, Fleet):
             await self._join_network()
         self._inbox_task = asyncio.create_task(self._inbox_loop(), name="inbox")
         self.integrations.start()  # SLURP / WHOOSH hooks: nothing runs unless a URL is set
+
+    async def _watch(self) -> None:
+        """The read-only start: no agents, threads, inbox or escalation timer; the network (if on) only to
+        hear other nodes (``pick_up_tasks`` and ``announce_tasks`` are off)."""
+        if self.settings.p2p.enabled:
+            await self._join_network()
+        self._inbox_ran = True  # nothing here can make progress: idle from the start
+        self._update_idle()
 
     async def _join_network(self) -> None:
         if self._network_for is None:
@@ -286,6 +307,8 @@ class Runtime(Scheduling, Fleet):
         """Apply an operator command; raises CommandError with a clear message when it cannot be applied."""
         from bzzz_console.runtime.escalation.operator import apply_command, escalation_of
 
+        if self.readonly:
+            raise CommandError("this runtime is read-only (--readonly, security.readonly): it only watches")
         escalation_id = escalation_of(command)
         if escalation_id is not None and self.network is not None:
             row = self.store.get_escalation(escalation_id)

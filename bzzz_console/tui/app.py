@@ -26,6 +26,9 @@ from bzzz_console.tui.commands import FleetCommands
 from bzzz_console.tui.dashboard import DashboardScreen
 from bzzz_console.tui.view import FleetView
 
+STARTING = "starting…"
+"""What the panes say between the first paint and the runtime being ready."""
+
 if TYPE_CHECKING:
     from bzzz_console.domain import commands as cmd
     from bzzz_console.domain.bus import Subscription
@@ -62,7 +65,7 @@ class BzzzApp(App[int]):
         self.view = FleetView()
         self._dashboard_behind: set[str] = set()
         """Panes whose events arrived while another screen was shown."""
-        self.view.status.readonly = readonly
+        self.view.status.readonly = self.readonly
         self.rt: Runtime | None = runtime
         self._pump: asyncio.Task[None] | None = None
         self._boot: asyncio.Task[None] | None = None
@@ -71,18 +74,40 @@ class BzzzApp(App[int]):
         self._mcp: Any = None
 
     # -- start and stop -----------------------------------------------------------------------------------
-    def on_mount(self) -> None:
+    async def on_mount(self) -> None:
         console = self.settings.console
         if console.theme in self.available_themes:
             self.theme = console.theme
         if console.keys:
             self.set_keymap(dict(console.keys))
-        self.push_screen(DashboardScreen())
+        await self.push_screen(DashboardScreen())
+        self._starting(STARTING)
         self.set_interval(1.0, self._tick)
         self.call_after_refresh(self._start)  # the first frame paints before the heavy imports
 
+    def _starting(self, note: str) -> None:
+        """What the dashboard's panes say (their subtitles) until the runtime is ready: STARTING, or why not."""
+        for pane in self.screen.query("Pane"):
+            if pane.border_subtitle in (None, "", STARTING):
+                pane.border_subtitle = note
+
     def _start(self) -> None:
         self._boot = asyncio.create_task(self._boot_runtime())
+
+    def _open_store(self) -> Any:
+        """In a worker thread, after the first paint: open the store (migrations) and, for ``--demo``, add the
+        demo tasks to an empty one. A watching (read-only) console adds nothing."""
+        from bzzz_console.cli.headless import seed_demo_tasks
+        from bzzz_console.store.repo import Store
+
+        store = Store.open(self.settings.database_url())
+        try:
+            if self.demo and not self.readonly:
+                seed_demo_tasks(self.settings, store)
+        except BaseException:
+            store.close()
+            raise
+        return store
 
     async def _boot_runtime(self) -> None:
         try:
@@ -90,10 +115,14 @@ class BzzzApp(App[int]):
             if self.rt is None:
                 from bzzz_console.app import make_runtime
 
-                self.rt = make_runtime(self.settings, force_demo=self.demo)
+                store = await asyncio.to_thread(self._open_store)
+                self.rt = make_runtime(
+                    self.settings, force_demo=self.demo, readonly=self.readonly, store=store
+                )
             events = self.rt.bus.subscribe(maxsize=200_000)
             await self.rt.start()
             await asyncio.to_thread(self.view.load, self.rt)
+            self._starting("")
             self._refresh({"agents", "threads", "escalations", "spend", "status"})
             self._pump = asyncio.create_task(self._drain(events))
             if self.mcp_port is not None:
@@ -105,8 +134,9 @@ class BzzzApp(App[int]):
                     severity="warning",
                 )
         except Exception as exc:  # show what is wrong and keep the console up, so the operator can read it
-            self.failed = f"{type(exc).__name__}: {exc}"
-            self.view.status.provider = "runtime failed to start"
+            self.failed = inert_line(str(exc) or type(exc).__name__, 300)
+            self.view.status.provider = f"not started: {self.failed}"
+            self._starting("not started")
             self.notify(self.failed, title="The runtime could not start", severity="error", timeout=30)
             self._refresh({"status"})
 

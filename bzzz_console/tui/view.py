@@ -63,6 +63,10 @@ class FleetView:
             row.state, row.model, row.paused = agent.state.value, agent.model, agent.paused
             row.origin = agent.origin
             row.thread = next(iter(sorted(agent.threads)), None)
+        if getattr(rt, "readonly", False):  # a watching runtime runs no agents: show the ones the store holds
+            for a in store.agents():
+                row = self.agents.setdefault(a.id, AgentRowView(a.id, a.role))
+                row.state, row.model, row.paused, row.origin = a.state, a.model, a.paused, a.origin
         costs = store.thread_costs()
         participants: dict[str, list[str]] = {}
         for p in store.participants():
