@@ -25,6 +25,7 @@ from bzzz_console.config_sections import (
     IntegrationsSettings,
     MCPSettings,
     ModelSettings,
+    NotifySettings,
     OptimizerSettings,
     P2PSettings,
     RuntimeSettings,
@@ -77,6 +78,8 @@ class Settings(Section):
     and health reports (off unless a URL is set)."""
     p2p: P2PSettings = P2PSettings()
     """The libp2p node that joins this console to other BZZZ nodes (off by default)."""
+    notify: NotifySettings = NotifySettings()
+    """Announcing escalations off-screen (Slack, Matrix, ntfy, email … through Apprise): off unless URLs are set."""
 
     def resolved_data_dir(self) -> Path:
         if self.data_dir is not None:

@@ -65,3 +65,12 @@ def _toml_value(value: Any) -> str:
     if isinstance(value, list | tuple):
         return "[" + ", ".join(_toml_value(v) for v in value) + "]"
     return json.dumps(str(value))
+
+
+def shareable(settings: Settings) -> Settings:
+    """The settings as they may be shown: notification URLs carry tokens (Slack, Telegram …), so only their
+    schemes are left."""
+    if not settings.notify.urls:
+        return settings
+    masked = [url.split("://", 1)[0] + "://…" for url in settings.notify.urls]
+    return settings.model_copy(update={"notify": settings.notify.model_copy(update={"urls": masked})})

@@ -250,3 +250,33 @@ class IntegrationsSettings(Section):
                 "expected an http:// or https:// URL with a host, e.g. https://slurp.example/events",
             )
         return value
+
+
+class NotifySettings(Section):
+    urls: list[str] = Field(default_factory=list)
+    """Where escalations are announced, as Apprise URLs (Slack, Matrix, Telegram, ntfy, email, a JSON webhook and
+    100+ more: ``["ntfy://ntfy.sh/my-topic", "json://hooks.example/bzzz"]``). They hold tokens: keep the file
+    private (``config show`` shows only their schemes). Empty = off."""
+    before_deadline_s: float = Field(600.0, ge=0)
+    """Also announce an open escalation this many seconds before its deadline (0 = no reminder)."""
+    min_priority: Literal["low", "medium", "high", "urgent"] = "medium"
+    """Escalations below this priority are not announced."""
+    quiet_hours: str | None = None
+    """Local times ``"22:00-07:00"`` during which only ``quiet_min_priority`` and above are announced."""
+    quiet_min_priority: Literal["low", "medium", "high", "urgent"] = "urgent"
+    """What still gets through during the quiet hours."""
+    console_url: str | None = None
+    """A link into the served console put in each message (e.g. ``http://console.example:8080``)."""
+    max_attempts: int = Field(3, ge=1, le=10)
+    """Attempts per message; a failure is shown in the console and retried, never blocking the runtime."""
+    retry_delay_s: float = Field(2.0, ge=0, le=300)
+    """Wait before the first retry; it doubles with each attempt."""
+
+    @field_validator("quiet_hours")
+    @classmethod
+    def _hours(cls, value: str | None) -> str | None:
+        import re
+
+        if value is not None and not re.fullmatch(r"([01]\d|2[0-3]):[0-5]\d-([01]\d|2[0-3]):[0-5]\d", value):
+            raise PydanticCustomError("quiet_hours", 'expected local times like "22:00-07:00"')
+        return value

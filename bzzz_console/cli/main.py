@@ -289,10 +289,10 @@ def threads_export(
 @config_app.command("show")
 def config_show(config: ConfigOption = None, as_json: JsonOption = False) -> None:
     """Print the effective settings (file + environment) with each key's meaning."""
-    from bzzz_console.config_docs import describe_settings
+    from bzzz_console.config_docs import describe_settings, shareable
 
     with common.errors():
-        settings = common.read_settings(config, None)
+        settings = shareable(common.read_settings(config, None))
         if as_json:
             common.emit_json(settings.model_dump(mode="json"))
         else:

@@ -35,6 +35,7 @@ from bzzz_console.runtime.llm.client import LLMBackend, OpenAIBackend
 from bzzz_console.runtime.llm.pricing import PricingTable, pricing_for
 from bzzz_console.runtime.llm.provider import ProviderChoice, choose_provider, make_backend
 from bzzz_console.runtime.memory import EpisodeCache
+from bzzz_console.runtime.notify import Notifier
 from bzzz_console.runtime.subscriptions import Subscriptions
 from bzzz_console.runtime.threads.conversation import Conversations
 from bzzz_console.runtime.threads.scheduling import Scheduling
@@ -105,6 +106,7 @@ class Runtime(Scheduling, Fleet):
         self.network: Network | None = None
         """The libp2p node and what it shares (``p2p.enabled``); None when this runtime runs alone."""
         self.integrations = Integrations(self)
+        self.notifier = Notifier(self)
 
     # -- lifecycle ----------------------------------------------------------------------------------------
     @property
@@ -172,6 +174,7 @@ class Runtime(Scheduling, Fleet):
             await self._join_network()
         self._inbox_task = asyncio.create_task(self._inbox_loop(), name="inbox")
         self.integrations.start()  # SLURP / WHOOSH hooks: nothing runs unless a URL is set
+        self.notifier.start()  # escalations announced off-screen: nothing runs unless notify.urls is set
 
     async def _watch(self) -> None:
         """The read-only start: no agents, threads, inbox or escalation timer; the network (if on) only to
@@ -200,6 +203,7 @@ class Runtime(Scheduling, Fleet):
         if self.network is not None:
             await self.network.stop()
         await self.integrations.stop()
+        await self.notifier.stop()
         if self._inbox_task is not None:
             self._inbox_task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
