@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, TypedDict
 from bzzz_console.domain import events as ev
 from bzzz_console.domain.llm import ChatMessage, ChatResult, RetryInfo, ToolCall, ToolSpec
 from bzzz_console.domain.state import Agent, ThreadState
-from bzzz_console.domain.threads import MessageType, ThreadMessage
+from bzzz_console.domain.threads import MessageType, ThreadMessage, ThreadStatus
 from bzzz_console.runtime.llm.errors import LLMError
 from bzzz_console.runtime.llm.optimizer import choose_model, history_tokens, is_routine_turn, plan_context
 from bzzz_console.runtime.llm.prompts import build_messages
@@ -278,8 +278,6 @@ class AgentTurn:
 
     def _model_trouble(self, thread: ThreadState, agent: Agent, reason: str, last_error: str = "") -> bool:
         """Escalate under the rules file's ``model_trouble`` rule (False if the thread is not active any more)."""
-        from bzzz_console.domain.threads import ThreadStatus
-
         if thread.status is not ThreadStatus.ACTIVE:
             return False
         rule = self.rt.escalations.rule_for("model_trouble")
