@@ -282,6 +282,8 @@ class BzzzApp(App[int]):
             screen.refresh_thread()
         elif isinstance(screen, EscalationScreen) and touched:
             screen.refresh_escalation()
+        elif getattr(screen, "identity", ("",))[0] == "agent" and touched & {"agents", "threads", "spend"}:
+            screen.refresh_agent()  # type: ignore[attr-defined]
 
     def _tick(self) -> None:
         self.guarded("refreshing the clock", self._tick_once)
@@ -296,25 +298,51 @@ class BzzzApp(App[int]):
             tick()
 
     # -- navigation ---------------------------------------------------------------------------------------
+    def _show_once(
+        self, key: tuple[str, str], make: Callable[[], Any], load: Callable[[], None] | None
+    ) -> None:
+        """One screen per thread, escalation or agent: a second enter (or the palette) goes back to the one
+        already open instead of stacking another; ``key`` is (screen kind, id)."""
+        opening: set[tuple[str, str]] = self.__dict__.setdefault("_opening", set())
+        if key in opening:
+            return
+        for screen in self.screen_stack:
+            if getattr(screen, "identity", None) == key:
+                while self.screen is not screen and len(self.screen_stack) > 1:
+                    self.pop_screen()
+                return
+        opening.add(key)
+
+        async def load_and_show() -> None:
+            try:
+                if load is not None and self.rt is not None:
+                    await asyncio.to_thread(load)
+                await self.push_screen(make())
+            finally:
+                opening.discard(key)
+
+        self.run_worker(load_and_show(), group="navigate")
+
     def open_thread(self, thread_id: str) -> None:
         from bzzz_console.tui.thread_screen import ThreadScreen
 
-        async def load_and_show() -> None:
-            if self.rt is not None:
-                await asyncio.to_thread(self.view.load_transcript, self.rt, thread_id)
-            await self.push_screen(ThreadScreen(thread_id))
+        def load() -> None:
+            self.view.load_transcript(self.rt, thread_id)
 
-        self.run_worker(load_and_show(), group="navigate")
+        self._show_once(("thread", thread_id), lambda: ThreadScreen(thread_id), load)
 
     def open_escalation(self, escalation_id: str) -> None:
         from bzzz_console.tui.escalation_screen import EscalationScreen
 
-        async def load_and_show() -> None:
-            if self.rt is not None:  # the event carried the headline; the store has the full context
-                await asyncio.to_thread(self.view.load_escalation, self.rt, escalation_id)
-            await self.push_screen(EscalationScreen(escalation_id))
+        def load() -> None:  # the event carried the headline; the store has the full context
+            self.view.load_escalation(self.rt, escalation_id)
 
-        self.run_worker(load_and_show(), group="navigate")
+        self._show_once(("escalation", escalation_id), lambda: EscalationScreen(escalation_id), load)
+
+    def open_agent(self, agent_id: str) -> None:
+        from bzzz_console.tui.agent_screen import AgentScreen
+
+        self._show_once(("agent", agent_id), lambda: AgentScreen(agent_id), None)
 
     def action_network(self) -> None:
         from bzzz_console.tui.network_screen import NetworkScreen
@@ -382,7 +410,16 @@ class BzzzApp(App[int]):
         command = cmd.Resume if agent is not None and agent.paused else cmd.Pause
         if self._refuse("pausing agents"):
             return
-        await self.submit(command(agent_id=agent_id, operator=self.operator), "pause or resume")
+        if agent is not None and agent.state == "terminating":
+            self.notify(f"{agent_id} is terminated: there is nothing to pause", severity="warning")
+            return
+        from bzzz_console.domain.errors import CommandError
+
+        try:
+            await self.rt.submit(command(agent_id=agent_id, operator=self.operator))  # type: ignore[union-attr]
+        except CommandError as exc:
+            self.notify(str(exc), title="Cannot pause or resume", severity="error")
+            return
         self.notify(f"{agent_id} {'resumed' if command is cmd.Resume else 'paused'}")
 
     def run_toggle_pause(self, agent_id: str) -> None:

@@ -146,14 +146,12 @@ class DashboardScreen(Screen[None]):
         elif event.data_table.id == "threads":
             self.bzzz.open_thread(key)
         elif event.data_table.id == "agents":
-            agent = self.bzzz.view.agents.get(key)
-            if agent is not None and agent.thread:
-                self.bzzz.open_thread(agent.thread)
+            self.bzzz.open_agent(key)
 
     async def action_toggle_pause(self) -> None:
-        table = self.query_one("#agents", FleetTable)
-        agent_id = table.selected
-        if agent_id is None:
-            self.notify("select an agent first (a)", severity="warning")
+        table = self.focused
+        agent_id = table.selected if isinstance(table, FleetTable) and table.id == "agents" else None
+        if agent_id is None:  # only the agent the operator looks at, never another pane's
+            self.notify("focus the Agents pane (a) and pick an agent first", severity="warning")
             return
         await self.bzzz.toggle_pause(agent_id)

@@ -153,7 +153,8 @@ class AgentsTable(FleetTable):
     COLUMNS = ("id", "role", "state", "thread", "model", "tokens", "$")
 
     def rows_for(self, view: FleetView, now: datetime) -> Iterable[tuple[str, tuple[object, ...]]]:
-        for agent in sorted(view.agents.values(), key=lambda a: a.id):
+        # the agents waiting for the operator first (agent-deck users look there first)
+        for agent in sorted(view.agents.values(), key=lambda a: (a.state != "escalating", a.id)):
             yield agent.id, self._cells_of(agent, view)
 
     def _cells_of(self, a: AgentRowView, view: FleetView) -> tuple[object, ...]:

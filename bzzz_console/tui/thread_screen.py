@@ -14,6 +14,7 @@ from textual.widgets import Footer, Input, ListItem, ListView, Static
 
 from bzzz_console.domain.text import inert, inert_line, usd
 from bzzz_console.resources import screens_dir
+from bzzz_console.tui.modals import Confirm
 from bzzz_console.tui.tables import STATE_STYLE
 from bzzz_console.tui.view_rows import MessageView
 
@@ -63,7 +64,7 @@ class MessageItem(ListItem):
 class ThreadScreen(Screen[None]):
     CSS_PATH = screens_dir() / "thread.tcss"  # loaded when first opened, not on the way to the first paint
     BINDINGS = [
-        Binding("escape", "app.pop_screen", "back", id="thread.back"),
+        Binding("escape", "back", "back", id="thread.back"),
         Binding("i", "compose_message", "post as operator", id="thread.post"),
         Binding("y", "copy_message", "copy message", id="thread.copy"),
         Binding("G", "follow", "follow newest", id="thread.follow"),
@@ -72,6 +73,7 @@ class ThreadScreen(Screen[None]):
     def __init__(self, thread_id: str) -> None:
         super().__init__()
         self.thread_id = thread_id
+        self.identity = ("thread", thread_id)
         self._shown = 0
         self.follow = True
 
@@ -108,6 +110,10 @@ class ThreadScreen(Screen[None]):
                 f"{usd(thread.cost, 4)}"
             )
         self.query_one("#thread-head", Static).update(head)
+        closed = thread is not None and thread.status == "closed"
+        if closed != getattr(self, "_closed", False):
+            self._closed = closed
+            self.refresh_bindings()  # i (post) is offered only while the thread can be answered
         people = Text("Participants\n", style="bold")
         for agent_id in thread.participants if thread else ():
             agent = view.agents.get(agent_id)
@@ -156,13 +162,43 @@ class ThreadScreen(Screen[None]):
         self.app.copy_to_clipboard(inert(item.message.content))
         self.notify(f"copied message #{item.message.seq}")
 
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        if action == "compose_message":
+            return not getattr(self, "_closed", False)
+        return True
+
     def action_compose_message(self) -> None:
         if self.bzzz.readonly:
             self.notify("read-only console: posting is disabled", severity="error")
             return
+        if getattr(self, "_closed", False):
+            self.notify("the thread is closed: nobody would read a post", severity="warning")
+            return
         box = self.query_one("#post", Input)
         box.display = True
         box.focus()
+
+    def action_back(self) -> None:
+        """Esc: out of the post box first (an empty one closes; a draft is discarded only when the operator says
+        so), then back to where the thread was opened from."""
+        box = self.query_one("#post", Input)
+        if not box.display:
+            self.app.pop_screen()
+            return
+        if not box.value.strip():
+            box.display = False
+            self.query_one("#transcript", ListView).focus()
+            return
+
+        def discard(answer: bool | None) -> None:
+            if answer:
+                box.value = ""
+                box.display = False
+                self.query_one("#transcript", ListView).focus()
+            else:
+                box.focus()
+
+        self.app.push_screen(Confirm("Discard the message you typed?", yes="Discard"), discard)
 
     async def on_input_submitted(self, event: Input.Submitted) -> None:
         text = event.value.strip()

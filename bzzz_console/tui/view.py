@@ -158,6 +158,7 @@ class FleetView:
     def _on_agent_state_changed(self, e: ev.AgentStateChanged) -> set[str]:
         row = self.agents.setdefault(e.agent_id, AgentRowView(e.agent_id, "?"))
         row.state, row.reason = e.new, e.reason
+        row.history.append((e.at, e.new + (f" in {e.thread_id}" if e.thread_id else ""), e.reason))
         if e.reason.startswith("paused"):
             row.paused = True
         elif e.reason == "resumed":
@@ -222,6 +223,10 @@ class FleetView:
             agent.cost += cost
             agent.cost_unknown |= e.cost_usd is None
             agent.model_call = ""
+            agent.last_call = (
+                f"{e.model} · {e.prompt_tokens + e.completion_tokens:,} tokens · "
+                f"{'cost unknown' if e.cost_usd is None else usd(e.cost_usd, 4)} · {e.at:%H:%M:%S}"
+            )
             if e.thread_id:
                 agent.thread = e.thread_id
         if e.thread_id in self.threads:

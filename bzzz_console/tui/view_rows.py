@@ -12,6 +12,8 @@ from typing import Any
 from bzzz_console.tui import clock
 
 SPEND_BUCKETS = 60
+HISTORY_LIMIT = 30
+"""State changes kept per agent."""
 
 
 @dataclass
@@ -33,6 +35,10 @@ class AgentRowView:
     call that works."""
     tokens_estimated: bool = False
     """Some of ``tokens`` were estimated (the server sent no counts)."""
+    history: deque[tuple[datetime, str, str]] = field(default_factory=lambda: deque(maxlen=HISTORY_LIMIT))
+    """(when, state, why) of the agent's last state changes, oldest first (the agent screen)."""
+    last_call: str = ""
+    """The last model call that worked: "gpt-4o-mini · 1,234 tokens · $0.0012 · 09:30:01"."""
 
 
 @dataclass

@@ -114,6 +114,22 @@ def check_applicable(command: cmd.Decision, row: EscalationRow, view: NodeView, 
         )
 
 
+def reassign_candidates(thread_id: str | None, agent_id: str | None, view: NodeView) -> list[str]:
+    """The agents a seat can be handed to by name: free, not already in the thread (what a picker offers)."""
+    seats = view.participants(thread_id) if thread_id else None
+    if seats is None or not agent_id:
+        return []
+    return sorted(a.id for a in view.agents() if a.free and a.id not in seats and a.id != agent_id)
+
+
+def cheaper_models(model: str, settings: Settings) -> list[str]:
+    """The models below ``model`` on ``optimizer.model_ladder``, next cheaper first (what a downgrade offers)."""
+    ladder, chain, start = settings.optimizer.model_ladder, [], model
+    while (model := ladder.get(model, "")) and model not in chain and model != start:
+        chain.append(model)
+    return chain
+
+
 def _check_downgrade(model: str | None, agent: AgentFacts, view: NodeView, settings: Settings) -> None:
     ladder = settings.optimizer.model_ladder
     if model is None:
