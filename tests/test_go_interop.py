@@ -508,7 +508,6 @@ async def test_a_go_announcement_published_three_times_over_libp2p_is_one_task(t
     from test_escalations import Script
     from test_p2p_runtime import address, joined, peer
 
-    from bzzz_console.p2p.gometa import join_topic, leave_topic
     from bzzz_console.p2p.node import NodeConfig, P2PNode
     from bzzz_console.p2p.wire import TOPIC_COORDINATION
 
@@ -539,7 +538,7 @@ async def test_a_go_announcement_published_three_times_over_libp2p_is_one_task(t
             await eventually(lambda: net.snapshot()["go_nodes"], "the Go node's availability on B")
 
             topic = "bzzz/meta/issue/15"
-            await join_topic(go_node, topic)  # as executeTask does: JoinDynamicTopic for the task's run
+            await go_node.join_topic(topic)  # as executeTask does: JoinDynamicTopic for the task's run
             await eventually(lambda: topic in net.issue_topics.joined, "B on the issue's topic", 30)
             pubsub = go_node._pubsub
             assert pubsub is not None
@@ -550,7 +549,7 @@ async def test_a_go_announcement_published_three_times_over_libp2p_is_one_task(t
             await go_node._publish_raw(topic, go_message("task_help_request", HELP_REQUEST, GO_STAMP, sender))
             rows = await eventually(lambda: b.rt.store.escalations(), "the help request on B")
             assert rows[0].rule == "go-node help request" and rows[0].origin_peer == sender
-            await leave_topic(go_node, topic)  # the task's run is over: LeaveDynamicTopic
+            await go_node.leave_topic(topic)  # the task's run is over: LeaveDynamicTopic
             await eventually(lambda: topic not in net.issue_topics.joined, "B off the issue's topic", 30)
             assert net.snapshot()["unusable"] == []
     finally:

@@ -12,10 +12,8 @@
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import re
-from collections import deque
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
@@ -210,51 +208,21 @@ def summary_of(data: dict[str, Any]) -> str:
 
 
 class IssueTopics:
-    """The ``bzzz/meta/issue/<n>`` topics this node is on because a peer is. This reaches into the node's
-    pubsub (py-libp2p's ``peer_topics``, ``subscribe``) on the node's own trio thread."""
+    """The ``bzzz/meta/issue/<n>`` topics this node is on because a peer is (at most ``MAX_ISSUE_TOPICS``)."""
 
     def __init__(self) -> None:
         self.joined: set[str] = set()
 
     @staticmethod
     def peers_on(node: P2PNode) -> set[str]:
-        pubsub = node._pubsub
-        if pubsub is None:
-            return set()
-        for _ in range(3):
-            with contextlib.suppress(RuntimeError):  # changed size while the trio thread updated it
-                found = {t for t, peers in list(pubsub.peer_topics.items()) if peers and ISSUE_TOPIC.match(t)}
-                return set(sorted(found)[:MAX_ISSUE_TOPICS])
-        return set()
+        found = {t for t in node.topics_with_peers() if ISSUE_TOPIC.match(t)}
+        return set(sorted(found)[:MAX_ISSUE_TOPICS])
 
     async def sync(self, node: P2PNode) -> None:
         wanted = self.peers_on(node)
         for topic in sorted(wanted - self.joined):
-            await join_topic(node, topic)
+            await node.join_topic(topic)
             self.joined.add(topic)
         for topic in sorted(self.joined - wanted):
-            await leave_topic(node, topic)
+            await node.leave_topic(topic)
             self.joined.discard(topic)
-
-
-async def join_topic(node: P2PNode, topic: str) -> None:
-    """Subscribe ``node`` to one more topic, its messages admitted like those of the two BZZZ topics."""
-
-    async def join() -> None:
-        pubsub = node._pubsub
-        assert pubsub is not None
-        node._own_sends.setdefault(topic, deque())
-        pubsub.set_topic_validator(topic, node._validate, False)
-        await pubsub.subscribe(topic)
-
-    await node._running_bridge().call(join)
-
-
-async def leave_topic(node: P2PNode, topic: str) -> None:
-    async def leave() -> None:
-        pubsub = node._pubsub
-        assert pubsub is not None
-        await pubsub.unsubscribe(topic)
-        pubsub.remove_topic_validator(topic)
-
-    await node._running_bridge().call(leave)

@@ -151,6 +151,37 @@ class P2PNode(PeerDialing):
                 return {str(peer) for peer in set.intersection(*sets)}
         return set()
 
+    def topics_with_peers(self) -> set[str]:
+        """Every topic some connected peer is subscribed to (the BZZZ ones, and e.g. Go's issue topics)."""
+        pubsub = self._pubsub
+        if pubsub is None or self._nursery is None:
+            return set()
+        for _ in range(3):
+            with contextlib.suppress(RuntimeError):  # changed size while the trio thread updated it
+                return {t for t, peers in list(pubsub.peer_topics.items()) if peers}
+        return set()
+
+    async def join_topic(self, topic: str) -> None:
+        """Subscribe to one more topic; its messages are admitted and delivered like the BZZZ topics'."""
+
+        async def join() -> None:
+            pubsub = self._pubsub
+            assert pubsub is not None
+            self._own_sends.setdefault(topic, deque())
+            pubsub.set_topic_validator(topic, self._validate, False)
+            await pubsub.subscribe(topic)
+
+        await self._running_bridge().call(join)
+
+    async def leave_topic(self, topic: str) -> None:
+        async def leave() -> None:
+            pubsub = self._pubsub
+            assert pubsub is not None
+            await pubsub.unsubscribe(topic)
+            pubsub.remove_topic_validator(topic)
+
+        await self._running_bridge().call(leave)
+
     @property
     def stats(self) -> dict[str, Any]:
         now, router = time.monotonic(), self._router
