@@ -7,11 +7,11 @@ from typing import TYPE_CHECKING
 
 from textual.app import ComposeResult
 from textual.binding import Binding
-from textual.containers import Grid, Vertical
+from textual.containers import Horizontal, Vertical
 from textual.screen import Screen
-from textual.widgets import DataTable, Footer, Input, Label
+from textual.widgets import DataTable, Input
 
-from bzzz_console.tui.panels import SpendPanel, StatusLine
+from bzzz_console.tui.panels import KeysFooter, SpendPanel, StatusLine
 from bzzz_console.tui.tables import AgentsTable, EscalationsTable, FleetTable, ThreadsTable
 
 if TYPE_CHECKING:
@@ -27,6 +27,10 @@ class Pane(Vertical):
 
 
 class DashboardScreen(Screen[None]):
+    HORIZONTAL_BREAKPOINTS = [(0, "-narrow"), (120, "-medium"), (200, "-wide")]
+    """Below 120 columns the panes stack (escalations, agents, threads, a one-line spend); from 120 threads and
+    spend sit side by side; from 200 spend has room for its chart (see screens/dashboard.tcss)."""
+
     BINDINGS = [
         Binding("e", "focus_table('escalations')", "escalations", id="dashboard.escalations"),
         Binding("t", "focus_table('threads')", "threads", id="dashboard.threads"),
@@ -34,7 +38,9 @@ class DashboardScreen(Screen[None]):
         Binding("slash", "filter", "filter", id="dashboard.filter"),
         Binding("escape", "clear_filter", "clear filter", show=False, id="dashboard.clear_filter"),
         Binding("n", "app.new_task", "new task", id="dashboard.new_task"),
-        Binding("p", "toggle_pause", "pause/resume agent", id="dashboard.pause"),
+        Binding(
+            "p", "toggle_pause", "pause", id="dashboard.pause", tooltip="pause or resume the selected agent"
+        ),
     ]
 
     @property
@@ -43,14 +49,14 @@ class DashboardScreen(Screen[None]):
 
     def compose(self) -> ComposeResult:
         yield StatusLine(id="status")
-        with Grid(id="dashboard"):
-            yield Pane("Agents", AgentsTable(id="agents"), id="agents-pane")
+        with Vertical(id="dashboard"):
             yield Pane("Escalations", EscalationsTable(id="escalations"), id="escalations-pane")
-            yield Pane("Threads", ThreadsTable(id="threads"), id="threads-pane")
-            yield Pane("Spend", SpendPanel(id="spend"), id="spend-pane")
+            yield Pane("Agents", AgentsTable(id="agents"), id="agents-pane")
+            with Horizontal(id="lower"):
+                yield Pane("Threads", ThreadsTable(id="threads"), id="threads-pane")
+                yield Pane("Spend", SpendPanel(id="spend"), id="spend-pane")
         yield Input(placeholder="filter the focused table (esc clears)", id="filter")
-        yield Label("", id="notice")
-        yield Footer()
+        yield KeysFooter()
 
     def on_mount(self) -> None:
         self.query_one("#filter", Input).display = False
@@ -85,17 +91,21 @@ class DashboardScreen(Screen[None]):
         for name in ("agents", "threads", "escalations"):
             if name in touched:
                 self.query_one(f"#{name}", FleetTable).refresh_from(view)
-        if "escalations" in touched:
-            waiting = len(view.open_escalations())
-            self.query_one("#escalations-pane").border_title = f"Escalations ({waiting} open)"
-        if "threads" in touched:
-            self.query_one("#threads-pane").border_title = f"Threads ({len(view.threads)})"
+                self._title(name)
         if "spend" in touched:
             self.query_one(SpendPanel).show(view)
+
+    def _title(self, name: str) -> None:
+        """The pane's title: how many rows, and the filter when one hides some."""
+        table = self.query_one(f"#{name}", FleetTable)
+        pane = self.query_one(f"#{name}-pane", Pane)
+        pane.border_title = table.title(name.capitalize(), " open" if name == "escalations" else "")
+        pane.set_class(name == "escalations" and table.total > 0, "-waiting")
 
     def tick(self) -> None:
         """Once a second: countdowns and ages move even when nothing happens."""
         self.query_one("#escalations", FleetTable).refresh_from(self.bzzz.view)
+        self._title("escalations")
 
     def action_focus_table(self, name: str) -> None:
         self.query_one(f"#{name}", DataTable).focus()
@@ -123,6 +133,7 @@ class DashboardScreen(Screen[None]):
             table = self._focused_table()
             table.filter_text = event.value
             table.refresh_from(self.bzzz.view)
+            self._title(str(table.id))
 
     def on_input_submitted(self, event: Input.Submitted) -> None:
         if event.input.id == "filter":
@@ -135,6 +146,7 @@ class DashboardScreen(Screen[None]):
         box.value = ""
         box.display = False
         table.refresh_from(self.bzzz.view)
+        self._title(str(table.id))
         table.focus()
 
     def on_data_table_row_selected(self, event: DataTable.RowSelected) -> None:

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
+from dataclasses import dataclass
 from datetime import datetime
 
+from rich.cells import cell_len
 from rich.text import Text
 from textual.widgets import DataTable
-from textual.widgets.data_table import ColumnKey
 
 from bzzz_console.domain.text import inert_line, usd
 from bzzz_console.tui import clock
@@ -28,6 +29,23 @@ PRIORITY_STYLE = {
     "medium": ("•", ""),
     "low": ("·", "dim"),
 }
+ROLE_COLORS = {
+    # (on a dark background, on a light one): told apart from each other and readable (>= 3:1) on the
+    # background of every built-in theme (tests/test_tui.py checks them); theme colours are not (textual-dark's
+    # accent and warning are one colour)
+    "architect": ("#5fafff", "#0050a0"),
+    "reviewer": ("#ffaf00", "#9a5200"),
+    "documentation": ("#5fd75f", "#1d6b1d"),
+    "human": ("#ff5f87", "#b0002a"),
+}
+OTHER_ROLE = ("#c39bff", "#7030a0")
+
+
+def role_color(role: str, dark: bool = True) -> str:
+    pair = ROLE_COLORS.get(role, OTHER_ROLE)
+    return pair[0] if dark else pair[1]
+
+
 THREAD_STYLE = {"active": "green", "waiting_human": "bold magenta", "stalled": "yellow", "closed": "dim"}
 
 
@@ -79,49 +97,155 @@ def money(value: float, unknown: bool = False) -> str:
     return "unknown" if unknown and value == 0 else usd(value, 4, symbol=False) + ("+?" if unknown else "")
 
 
-class FleetTable(DataTable[object]):
-    """A DataTable keyed by id, with a substring filter over every cell (``/``)."""
+@dataclass(frozen=True)
+class Col:
+    """A column: how wide it grows (longer text is cut with …), which columns go first when the pane is narrow
+    (``drop``: 0 = always shown, the highest number is hidden first) and the one that takes the room left
+    (``flex``: a topic or a reason, shortened before anything else is hidden)."""
 
-    COLUMNS: tuple[str, ...] = ()
+    key: str
+    cap: int
+    drop: int = 0
+    flex: bool = False
+    least: int = 12
+    """A flex column narrower than this hides another column instead."""
+
+
+def _width(value: object) -> int:
+    return value.cell_len if isinstance(value, Text) else cell_len(str(value))
+
+
+def _plain(value: object) -> str:
+    return value.plain if isinstance(value, Text) else str(value)
+
+
+def _cut(value: object, width: int) -> object:
+    if _width(value) <= width:
+        return value
+    text = value.copy() if isinstance(value, Text) else Text(str(value), no_wrap=True, end="")
+    text.truncate(width, overflow="ellipsis")
+    return text
+
+
+class FleetTable(DataTable[object]):
+    """A DataTable keyed by id, with a substring filter over every cell (``/``), whose columns fit its pane:
+    no horizontal scrolling; the flex column is shortened first (the full text is the row's tooltip), then
+    the least needed columns are hidden (the filter still searches them)."""
+
+    COLUMNS: tuple[Col, ...] = ()
 
     def __init__(self, **kwargs: object) -> None:
         super().__init__(cursor_type="row", zebra_stripes=True, **kwargs)  # type: ignore[arg-type]
         self.filter_text = ""
+        self.total = 0
+        """Rows before the filter (the pane's title says "1 of 3")."""
         self._shown: list[str] = []
         self._cells: dict[str, tuple[object, ...]] = {}
-
-    def on_mount(self) -> None:
-        for column in self.COLUMNS:
-            self.add_column(column, key=column)
+        self._full: list[tuple[str, tuple[object, ...]]] = []
+        self._layout: tuple[tuple[int, int], ...] = ()
 
     def rows_for(self, view: FleetView, now: datetime) -> Iterable[tuple[str, tuple[object, ...]]]:
         raise NotImplementedError
 
+    @property
+    def dark(self) -> bool:
+        try:
+            return bool(self.app.current_theme.dark)
+        except Exception:  # not in an app (a test reads the rows)
+            return True
+
     def refresh_from(self, view: FleetView) -> None:
         now = clock.now()
-        rows = ((key, tuple(cell(c) for c in cells)) for key, cells in self.rows_for(view, now))
-        wanted = [(key, cells) for key, cells in rows if self._matches(cells)]
+        rows = [(key, tuple(cell(c) for c in cells)) for key, cells in self.rows_for(view, now)]
+        self.total = len(rows)
+        self._full = [(key, cells) for key, cells in rows if self._matches(cells)]
+        self._show()
+
+    def fit(self, room: int) -> tuple[tuple[int, int], ...]:
+        """(column index, width) of the columns shown in ``room`` cells: each as wide as its widest cell (up to
+        its cap); while they do not fit, the flex column shrinks to its least, then the columns with the
+        highest ``drop`` are hidden."""
+        pad = 2 * self.cell_padding
+        natural = [
+            min(col.cap, max([cell_len(col.key)] + [_width(cells[i]) for _, cells in self._full]))
+            for i, col in enumerate(self.COLUMNS)
+        ]
+        shown = list(range(len(self.COLUMNS)))
+        flex = next((i for i, col in enumerate(self.COLUMNS) if col.flex), None)
+
+        def needed() -> int:
+            return sum(natural[i] + pad for i in shown if i != flex) + (
+                self.COLUMNS[flex].least + pad if flex is not None else 0
+            )
+
+        if room > 0:
+            droppable = sorted(
+                (i for i, c in enumerate(self.COLUMNS) if c.drop), key=lambda i: -self.COLUMNS[i].drop
+            )
+            while needed() > room and droppable:
+                shown.remove(droppable.pop(0))
+        widths = dict(zip(shown, (natural[i] for i in shown), strict=True))
+        if flex is not None and room > 0:
+            widths[flex] = max(
+                self.COLUMNS[flex].least, room - (needed() - self.COLUMNS[flex].least - pad) - pad
+            )
+        return tuple((i, widths[i]) for i in shown)
+
+    def _show(self) -> None:
+        # the table's width less a vertical scrollbar, which may come and go
+        layout = self.fit(max(0, self.size.width - 1) if self.size.width else 0)
+        wanted = [(key, tuple(_cut(cells[i], w) for i, w in layout)) for key, cells in self._full]
         keys = [key for key, _ in wanted]
-        if keys != self._shown:
+        if layout != self._layout:
             selected = self._selected_key()
-            self.clear()
-            for key, cells in wanted:
-                self.add_row(*cells, key=key)
-            self._shown, self._cells = keys, dict(wanted)
-            if selected in keys:
-                self.move_cursor(row=keys.index(selected), animate=False)
+            self.clear(columns=True)
+            for i, w in layout:
+                self.add_column(self.COLUMNS[i].key, key=self.COLUMNS[i].key, width=w)
+            self._layout, self._shown = layout, []
+            self._rebuild(wanted, selected)
+            return
+        if keys != self._shown:
+            self._rebuild(wanted, self._selected_key())
             return
         for key, cells in wanted:
             old = self._cells.get(key)
             if old == cells:
                 continue
-            for column, value, before in zip(self.COLUMNS, cells, old or (None,) * len(cells), strict=False):
+            for (i, _), value, before in zip(layout, cells, old or (None,) * len(cells), strict=False):
                 if value != before:
-                    # Re-measuring a column makes the table lay out again: only when the value outgrows it.
-                    width = len(value.plain) if isinstance(value, Text) else len(str(value))
-                    grows = width > self.columns[ColumnKey(column)].content_width
-                    self.update_cell(key, column, value, update_width=grows)
+                    self.update_cell(key, self.COLUMNS[i].key, value)
             self._cells[key] = cells
+        self._row_tooltip()
+
+    def _rebuild(self, wanted: list[tuple[str, tuple[object, ...]]], selected: str | None) -> None:
+        self.clear()
+        for key, cells in wanted:
+            self.add_row(*cells, key=key)
+        self._shown, self._cells = [key for key, _ in wanted], dict(wanted)
+        if selected in self._shown:
+            self.move_cursor(row=self._shown.index(selected), animate=False)
+        self._row_tooltip()
+
+    def on_resize(self) -> None:
+        self._show()
+
+    def on_data_table_row_highlighted(self) -> None:
+        self._row_tooltip()
+
+    def _row_tooltip(self) -> None:
+        """The highlighted row's cells that are cut or hidden, in full (as text, never markup)."""
+        key = self._selected_key()
+        cells = dict(self._full).get(key) if key is not None else None
+        if cells is None:
+            self.tooltip = None
+            return
+        shown = dict(self._layout)
+        lines = [
+            f"{col.key}: {_plain(cells[i])}"
+            for i, col in enumerate(self.COLUMNS)
+            if i not in shown or _width(cells[i]) > shown[i]
+        ]
+        self.tooltip = Text("\n".join(lines)) if lines else None
 
     def _matches(self, cells: tuple[object, ...]) -> bool:
         if not self.filter_text:
@@ -138,6 +262,16 @@ class FleetTable(DataTable[object]):
     def selected(self) -> str | None:
         return self._selected_key()
 
+    def title(self, name: str, unit: str = "") -> Text:
+        """``Threads (3)``, ``Threads (1 of 3 · filter "rate")``: a filter never hides rows unseen."""
+        count = f"{len(self._shown)} of {self.total}" if self.filter_text else f"{self.total}"
+        text = Text(f"{name} ({count}{unit}")
+        if self.filter_text:
+            text.append(" · filter ")
+            text.append(f'"{inert_line(self.filter_text, 30)}"', style="bold reverse")
+        text.append(")")
+        return text
+
 
 def _model_call(note: str) -> Text:
     """A model call in trouble, short: " ⟳ retry 2" while it is retried, " ✗ model failed" once it failed (the
@@ -150,7 +284,15 @@ def _model_call(note: str) -> Text:
 
 
 class AgentsTable(FleetTable):
-    COLUMNS = ("id", "role", "state", "thread", "model", "tokens", "$")
+    COLUMNS = (
+        Col("id", 24),
+        Col("role", 16, drop=6),
+        Col("state", 30),
+        Col("thread", 16, drop=3),
+        Col("model", 20, drop=5),
+        Col("tokens", 9, drop=4),
+        Col("$", 12, drop=2),
+    )
 
     def rows_for(self, view: FleetView, now: datetime) -> Iterable[tuple[str, tuple[object, ...]]]:
         # the agents waiting for the operator first (agent-deck users look there first)
@@ -168,11 +310,20 @@ class AgentsTable(FleetTable):
         )
         ident: object = a.id if a.origin != "remote" else Text(f"{REMOTE_GLYPH} {a.id}", style="cyan")
         tokens = ("~" if a.tokens_estimated else "") + f"{a.tokens:,}"  # ~: the server sent no counts
-        return (ident, a.role, state, a.thread or "—", a.model, tokens, cost)
+        role = Text(a.role, style=role_color(a.role, self.dark))
+        return (ident, role, state, a.thread or "—", a.model, tokens, cost)
 
 
 class ThreadsTable(FleetTable):
-    COLUMNS = ("id", "status", "topic", "msgs", "$", "age", "participants")
+    COLUMNS = (
+        Col("id", 16),
+        Col("status", 26),
+        Col("topic", 200, flex=True, least=24),
+        Col("msgs", 5, drop=4),
+        Col("$", 9, drop=3),
+        Col("age", 6, drop=2),
+        Col("participants", 32, drop=5),
+    )
 
     def rows_for(self, view: FleetView, now: datetime) -> Iterable[tuple[str, tuple[object, ...]]]:
         order = {"waiting_human": 0, "active": 1, "stalled": 2, "closed": 3}
@@ -192,7 +343,13 @@ class ThreadsTable(FleetTable):
 
 
 class EscalationsTable(FleetTable):
-    COLUMNS = ("priority", "agent", "reason", "age", "deadline")
+    COLUMNS = (
+        Col("priority", 9, drop=2),
+        Col("agent", 20),
+        Col("reason", 200, flex=True, least=20),
+        Col("age", 6),
+        Col("deadline", 8),
+    )
 
     def rows_for(self, view: FleetView, now: datetime) -> Iterable[tuple[str, tuple[object, ...]]]:
         for e in view.open_escalations():
@@ -205,7 +362,7 @@ class EscalationsTable(FleetTable):
         return (
             Text(f"{glyph} {e.priority}", style=style),
             Text(f"{REMOTE_GLYPH} Go node", style="cyan") if go_node else e.agent_id or "—",
-            reason[:120],
+            reason,
             age(e.created_at, now),
             countdown(e.deadline, now),
         )
