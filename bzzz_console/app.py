@@ -12,6 +12,7 @@ if TYPE_CHECKING:
     from bzzz_console.config import Settings
     from bzzz_console.p2p.service import Network
     from bzzz_console.runtime.runtime import Runtime
+    from bzzz_console.store.repo import Store
 
 
 def make_runtime(settings: Settings, **options: Any) -> Runtime:
@@ -20,6 +21,28 @@ def make_runtime(settings: Settings, **options: Any) -> Runtime:
     from bzzz_console.runtime.runtime import Runtime
 
     return Runtime(settings, join_network=_network, demo_server=_demo_server, **options)
+
+
+def open_store(settings: Settings, *, demo_tasks: bool = False) -> Store:
+    """The node's store, created and migrated; with ``demo_tasks``, the demo scenario's three tasks are added
+    when it holds no task at all. Blocking: the console calls it in a worker thread, after its first paint."""
+    from bzzz_console.store.repo import Store
+
+    store = Store.open(settings.database_url())
+    try:
+        if demo_tasks:
+            add_demo_tasks(settings, store)
+    except BaseException:
+        store.close()
+        raise
+    return store
+
+
+def add_demo_tasks(settings: Settings, store: Store) -> int:
+    """The demo scenario's three tasks, into a store that holds no task; how many were added."""
+    from bzzz_console.demo.team import add_demo_tasks as add
+
+    return 0 if store.count_tasks() else len(add(store, settings.runtime.project))
 
 
 def _network(rt: Runtime) -> Network:

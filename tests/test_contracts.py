@@ -61,6 +61,19 @@ def test_heavy_libraries_stay_off_the_start_up_path() -> None:
     assert "sqlmodel" not in _loaded_after("import bzzz_console.cli.main")
 
 
+def test_the_console_paints_before_the_database_and_the_runtime_are_imported(tmp_path: Path) -> None:
+    """What runs before the console's first frame (settings, the cheap database check, the console itself)
+    imports no database or model library: the store, its migrations and the runtime come after the paint."""
+    url = f"sqlite:///{tmp_path / 'x.db'}"
+    loaded = _loaded_after(
+        "import bzzz_console.cli.main; from bzzz_console.config import Settings; "
+        "from bzzz_console.cli.db import check_before_console; "
+        f"check_before_console(Settings.model_validate({{'store': {{'url': {url!r}}}}})); "
+        "import bzzz_console.tui.app"
+    )
+    assert {"sqlalchemy", "sqlmodel", "alembic", "openai", "mcp", "libp2p", "httpx"} & loaded == set()
+
+
 def test_modules_stay_small() -> None:
     too_big = {
         str(p.relative_to(ROOT)): n

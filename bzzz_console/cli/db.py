@@ -21,13 +21,35 @@ if TYPE_CHECKING:
 
 def check_before_console(settings: Any) -> None:
     """Before the full-screen console starts: a SQLite file it could not open is one line on the terminal, not a
-    toast inside the console. Cheap (no SQLite, no migrations): the runtime opens the store after first paint."""
+    toast inside the console. Cheap (no SQLite, no SQLAlchemy, no migrations): the console opens the store after
+    its first paint, and shows in the console what only opening it finds (a corrupt file …)."""
     from bzzz_console.store.access import check_sqlite_file
-    from bzzz_console.store.errors import sqlite_path
 
-    path = sqlite_path(settings.database_url())
+    path = _sqlite_file(settings.database_url())
     if path is not None:
         check_sqlite_file(path, write=True)
+
+
+def _sqlite_file(url: str) -> Path | None:
+    """:func:`~bzzz_console.store.errors.sqlite_path` without importing SQLAlchemy (~0.1 s) for the usual URLs:
+    ``sqlite:///path`` (with a query) is read here, other SQLite URLs by SQLAlchemy, other databases have no file."""
+    import re
+    from urllib.parse import unquote
+
+    if not url.lower().startswith("sqlite"):
+        return None
+    simple = re.fullmatch(r"sqlite(?:\+pysqlite)?:///([^?#]*)(?:\?[^#]*)?", url, re.DOTALL)
+    if simple is None:
+        from bzzz_console.store.errors import sqlite_path
+
+        return sqlite_path(url)
+    database = unquote(simple.group(1))
+    if database in ("", ":memory:") or database.startswith("file:"):
+        return None
+    try:
+        return Path(database).expanduser().absolute()
+    except RuntimeError:  # "~nobody/…"
+        return None
 
 
 def write_export(output: Path, text: str) -> None:

@@ -9,29 +9,21 @@ from __future__ import annotations
 import asyncio
 import signal
 import sys
-from typing import TYPE_CHECKING, Any, TextIO
+from typing import Any, TextIO
 
 from bzzz_console.config import Settings
 from bzzz_console.domain.bus import Subscription
 from bzzz_console.domain.events import to_json
 from bzzz_console.domain.text import json_safe
 
-if TYPE_CHECKING:
-    from bzzz_console.store.repo import Store
 
+def seed_demo_tasks(settings: Settings) -> int:
+    """Add the demo scenario's three tasks when the database has no task at all; return how many were added."""
+    from bzzz_console.app import add_demo_tasks, open_store
 
-def seed_demo_tasks(settings: Settings, store: Store | None = None) -> int:
-    """Add the demo scenario's three tasks when the database has no task at all; return how many were added.
-    Into ``store`` when given (it stays open), else into the settings' database, opened and closed here."""
-    from bzzz_console.demo.team import add_demo_tasks
-
-    if store is not None:
-        return 0 if store.count_tasks() else len(add_demo_tasks(store, settings.runtime.project))
-    from bzzz_console.store.repo import Store
-
-    store = Store.open(settings.database_url())
+    store = open_store(settings)
     try:
-        return seed_demo_tasks(settings, store)
+        return add_demo_tasks(settings, store)
     finally:
         store.close()
 

@@ -26,8 +26,7 @@ from bzzz_console.tui.commands import FleetCommands
 from bzzz_console.tui.dashboard import DashboardScreen
 from bzzz_console.tui.view import FleetView
 
-STARTING = "starting…"
-"""What the panes say between the first paint and the runtime being ready."""
+STARTING = "starting…"  # what the panes say between the first paint and the runtime being ready
 
 if TYPE_CHECKING:
     from bzzz_console.domain import commands as cmd
@@ -94,28 +93,14 @@ class BzzzApp(App[int]):
     def _start(self) -> None:
         self._boot = asyncio.create_task(self._boot_runtime())
 
-    def _open_store(self) -> Any:
-        """In a worker thread, after the first paint: open the store (migrations) and, for ``--demo``, add the
-        demo tasks to an empty one. A watching (read-only) console adds nothing."""
-        from bzzz_console.cli.headless import seed_demo_tasks
-        from bzzz_console.store.repo import Store
-
-        store = Store.open(self.settings.database_url())
-        try:
-            if self.demo and not self.readonly:
-                seed_demo_tasks(self.settings, store)
-        except BaseException:
-            store.close()
-            raise
-        return store
-
     async def _boot_runtime(self) -> None:
         try:
             await asyncio.to_thread(importlib.import_module, "bzzz_console.runtime.runtime")  # off the loop
             if self.rt is None:
-                from bzzz_console.app import make_runtime
+                from bzzz_console.app import make_runtime, open_store
 
-                store = await asyncio.to_thread(self._open_store)
+                seed = self.demo and not self.readonly  # a watching console adds nothing
+                store = await asyncio.to_thread(open_store, self.settings, demo_tasks=seed)
                 self.rt = make_runtime(
                     self.settings, force_demo=self.demo, readonly=self.readonly, store=store
                 )
