@@ -1,8 +1,9 @@
 """End to end in a real terminal: the installed ``bzzz-console --demo`` under a private tmux server.
 
-The operator waits for reviewer-1's escalation on the dashboard, opens it with ``e`` ``Enter``, approves with
-``a``; reviewer-1 goes back to work (the agents pane stops saying "Escalating", the thread reaches consensus and
-the store says the escalation is answered), and ``ctrl+q`` ends the process with exit code 0.
+In the smallest usual terminal, 80×24 (the dashboard's panes stacked), the operator waits for reviewer-1's
+escalation on the dashboard, opens it with ``e`` ``Enter``, approves with ``A`` and confirms with ``Y``;
+reviewer-1 goes back to work (the agents pane stops saying "Escalating", the thread reaches consensus and the
+store says the escalation is answered), and ``ctrl+q`` ends the process with exit code 0.
 Every wait polls the screen or the database against a deadline; nothing sleeps blindly.
 """
 
@@ -28,7 +29,7 @@ from bzzz_console.domain.principals import os_user
 
 TMUX = shutil.which("tmux")
 ENTRY_POINT = Path(sys.executable).with_name("bzzz-console")
-WIDTH, HEIGHT = 160, 48
+WIDTH, HEIGHT = 80, 24
 DEADLINE_S = 60.0
 
 pytestmark = [
@@ -123,11 +124,16 @@ def terminal(tmp_path: Path) -> Iterator[Terminal]:
 
 
 def agents_pane_row(screen: str, agent_id: str) -> str | None:
-    """The agents pane is the left half of the dashboard: the row of one agent there."""
+    """The row of one agent in the agents pane: between the pane's title ("Agents (N)") and its bottom border,
+    wherever the layout put the pane."""
+    inside = False
     for line in screen.splitlines():
-        left = line[: WIDTH // 2]
-        if f" {agent_id} " in left:
-            return left
+        if "Agents (" in line:
+            inside = True
+        elif inside and line.lstrip()[:1] in ("╰", "┗"):
+            return None
+        elif inside and f" {agent_id} " in line:
+            return line
     return None
 
 
@@ -163,14 +169,17 @@ def test_answer_an_escalation_with_keys_in_a_real_terminal(terminal: Terminal, t
     row = agents_pane_row(terminal.screen(), "reviewer-1")
     assert row is not None and "Escalating" in row, row
 
-    # e focuses the escalations pane, Enter opens the escalation, a approves it
+    # e focuses the escalations pane, Enter opens the escalation, A approves it once Y confirms
     terminal.send("e")
     terminal.send("Enter")
     terminal.wait_for(
         "the escalation screen",
         lambda: f"{waiting['id']} · rule Agent Request" in (s := terminal.screen()) and "approve" in s,
     )
-    terminal.send("a")
+    terminal.send("A")
+    terminal.wait_for("the confirmation", lambda: "Approve (Y)" in terminal.screen())
+    assert [e["state"] for e in escalations(db) if e["id"] == waiting["id"]] == ["open"]  # not before Y
+    terminal.send("Y")
 
     # reviewer-1 went back to work: the store says answered, the agents pane no longer says Escalating
     answered = terminal.wait_for(
