@@ -4,6 +4,7 @@ per field. :mod:`bzzz_console.config` puts them together as :class:`~bzzz_consol
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any, Literal
 
@@ -125,6 +126,55 @@ class ConsoleSettings(Section):
     """How long the console collects events before it repaints: high event rates cost one repaint per window."""
     confirm_approve: bool = True
     """Ask before approving an escalation, as before every other decision (false: approve at once)."""
+
+
+def console_warnings(
+    console: ConsoleSettings,
+    themes: Iterable[str],
+    scopes: Mapping[str, Mapping[str, str]],
+    normalize: Callable[[str], str] = str.strip,
+) -> list[str]:
+    """What in ``[console]`` cannot work as written, one line each: a theme that does not exist (the console keeps
+    its default), a binding id no screen has (ignored) and a key that two bindings of one screen would share
+    (only one of them would work). ``scopes`` are the bindings of each screen, ``{screen: {binding id: keys}}``
+    with the app's own in each; ``normalize`` turns a key as written (``?``) into its name (``question_mark``).
+    Keys two bindings share by default (a dialog's ``?`` that closes it over the app's ``?`` that opens help) are
+    meant to; only a remapped key is checked."""
+    from difflib import get_close_matches
+
+    warnings: list[str] = []
+    themes = sorted(themes)
+    if console.theme not in themes:
+        close = get_close_matches(console.theme, themes, 1)
+        hint = f"did you mean {close[0]}? " if close else ""
+        warnings.append(
+            f'[console] theme "{console.theme}" is not a theme ({hint}themes: {", ".join(themes)}); '
+            "using the default"
+        )
+    if not scopes:
+        return warnings
+    known = sorted({binding_id for scope in scopes.values() for binding_id in scope})
+    for binding_id in console.keys:
+        if binding_id not in known:
+            close = get_close_matches(binding_id, known, 1)
+            hint = f" (did you mean {close[0]}?)" if close else ""
+            warnings.append(f'[console.keys] "{binding_id}" is not a binding id{hint}: ignored; ? lists them')
+    seen: set[tuple[str, tuple[str, ...]]] = set()
+    for screen, bindings in scopes.items():
+        by_key: dict[str, list[str]] = {}
+        for binding_id, default in bindings.items():
+            for key in console.keys.get(binding_id, default).split(","):
+                if key.strip():
+                    by_key.setdefault(normalize(key.strip()), []).append(binding_id)
+        for key, ids in sorted(by_key.items()):
+            clash = (key, tuple(sorted(ids)))
+            if len(ids) > 1 and any(i in console.keys for i in ids) and clash not in seen:
+                seen.add(clash)
+                warnings.append(
+                    f'[console.keys] "{key}" is bound to both {" and ".join(clash[1])} on the {screen} screen: '
+                    "only one of them works"
+                )
+    return warnings
 
 
 class MCPSettings(Section):

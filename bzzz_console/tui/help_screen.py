@@ -5,6 +5,9 @@ dialog fits 80×24 (it scrolls when a screen has more keys than that)."""
 
 from __future__ import annotations
 
+import importlib
+from typing import Any
+
 from rich.table import Table
 from rich.text import Text
 from textual.app import ComposeResult
@@ -13,6 +16,56 @@ from textual.containers import VerticalScroll
 from textual.dom import DOMNode
 from textual.screen import ModalScreen, Screen
 from textual.widgets import Static
+
+SCREEN_MODULES = (
+    "dashboard",
+    "escalation_screen",
+    "thread_screen",
+    "agent_screen",
+    "network_screen",
+    "modals",
+    "help_screen",
+)
+"""The tui modules whose screens and dialogs have bindings config can remap."""
+
+
+def binding_scopes() -> dict[str, dict[str, str]]:
+    """``{screen: {binding id: keys}}`` of every screen, dialog and widget of the console with bindings, each with
+    the app's own (they work on every screen). Imports every screen: only when ``[console.keys]`` remaps some."""
+    from bzzz_console.tui.app import BzzzApp
+
+    app_keys = {b.id: b.key for b in BzzzApp.BINDINGS if isinstance(b, Binding) and b.id}
+    scopes: dict[str, dict[str, str]] = {"app": dict(app_keys)}
+    for name in SCREEN_MODULES:
+        module = importlib.import_module(f"bzzz_console.tui.{name}")
+        for obj in vars(module).values():
+            if isinstance(obj, type) and issubclass(obj, DOMNode) and obj.__module__ == module.__name__:
+                own = {b.id: b.key for b in obj.BINDINGS if isinstance(b, Binding) and b.id}
+                if own:
+                    label = obj.__name__.removesuffix("Screen").lower() or obj.__name__
+                    scopes[label] = {**app_keys, **own}
+    return scopes
+
+
+def config_warnings(settings: Any) -> list[str]:
+    """What in ``[console]`` cannot work as written (:func:`bzzz_console.config_sections.console_warnings`)."""
+    from textual.keys import _character_to_key
+    from textual.theme import BUILTIN_THEMES
+
+    from bzzz_console.config_sections import console_warnings
+
+    def normalize(key: str) -> str:
+        return _character_to_key(key) if len(key) == 1 else key
+
+    console = settings.console
+    scopes = binding_scopes() if console.keys else {}
+    return console_warnings(console, BUILTIN_THEMES, scopes, normalize)
+
+
+def warn_config(app: Any) -> None:
+    """At start: one toast per ``[console]`` mistake (the CLI also prints them on stderr before the console)."""
+    for line in config_warnings(app.settings):
+        app.notify(line, title="Config", severity="warning", timeout=20)
 
 
 def key_names(app: object, keys: str) -> str:
