@@ -144,7 +144,10 @@ def _console(
 
         check_before_console(settings)  # cheap; migrations and the demo's tasks come after the first paint
         from bzzz_console.tui.app import BzzzApp
+        from bzzz_console.tui.help_screen import config_warnings
 
+        for line in config_warnings(settings):  # [console] mistakes: also a toast in the console
+            typer.echo(f"warning: {line}", err=True)
         app_ = BzzzApp(settings, demo=demo, readonly=readonly, mcp_port=mcp_port)
         code = app_.run()
         raise typer.Exit(code if isinstance(code, int) else app_.return_code or 0)

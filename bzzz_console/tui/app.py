@@ -83,6 +83,7 @@ class BzzzApp(App[int]):
         self._starting(STARTING)
         self.set_interval(1.0, self._tick)
         self.call_after_refresh(self._start)  # the first frame paints before the heavy imports
+        self.call_after_refresh(importlib.import_module("bzzz_console.tui.help_screen").warn_config, self)
 
     def _starting(self, note: str) -> None:
         """What the dashboard's panes say (their subtitles) until the runtime is ready: STARTING, or why not."""
