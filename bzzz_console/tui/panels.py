@@ -180,7 +180,10 @@ class KeysFooter(Footer):
     def compose(self) -> ComposeResult:
         self.show_command_palette = self.app.size.width >= 100
         keys = list(super().compose())
-        first = [k for k in keys if isinstance(k, FooterKey) and k.action in self.FIRST]
+        first = sorted(
+            (k for k in keys if isinstance(k, FooterKey) and k.action in self.FIRST),
+            key=lambda k: self.FIRST.index(k.action),
+        )
         yield from first + [k for k in keys if k not in first]
 
     def on_resize(self) -> None:

@@ -36,7 +36,7 @@ ROLE_COLORS = {
     "architect": ("#5fafff", "#0050a0"),
     "reviewer": ("#ffaf00", "#9a5200"),
     "documentation": ("#5fd75f", "#1d6b1d"),
-    "human": ("#ff5f87", "#b0002a"),
+    "human": ("#ff5f87", "#c0006a"),
 }
 OTHER_ROLE = ("#c39bff", "#7030a0")
 
@@ -93,6 +93,10 @@ def cell(value: object) -> object:
     return value
 
 
+TOOLTIP_LIMIT = 2000
+"""Characters of a cell the row's tooltip shows: the whole of a reason or topic the column cut."""
+
+
 def money(value: float, unknown: bool = False) -> str:
     return "unknown" if unknown and value == 0 else usd(value, 4, symbol=False) + ("+?" if unknown else "")
 
@@ -143,6 +147,7 @@ class FleetTable(DataTable[object]):
         self._cells: dict[str, tuple[object, ...]] = {}
         self._full: list[tuple[str, tuple[object, ...]]] = []
         self._layout: tuple[tuple[int, int], ...] = ()
+        self._raw: dict[str, tuple[object, ...]] = {}
 
     def rows_for(self, view: FleetView, now: datetime) -> Iterable[tuple[str, tuple[object, ...]]]:
         raise NotImplementedError
@@ -156,7 +161,9 @@ class FleetTable(DataTable[object]):
 
     def refresh_from(self, view: FleetView) -> None:
         now = clock.now()
-        rows = [(key, tuple(cell(c) for c in cells)) for key, cells in self.rows_for(view, now)]
+        raw = list(self.rows_for(view, now))
+        self._raw = dict(raw)
+        rows = [(key, tuple(cell(c) for c in cells)) for key, cells in raw]
         self.total = len(rows)
         self._full = [(key, cells) for key, cells in rows if self._matches(cells)]
         self._show()
@@ -240,8 +247,9 @@ class FleetTable(DataTable[object]):
             self.tooltip = None
             return
         shown = dict(self._layout)
+        raw = self._raw.get(key or "", cells)
         lines = [
-            f"{col.key}: {_plain(cells[i])}"
+            f"{col.key}: {inert_line(_plain(raw[i]), TOOLTIP_LIMIT)}"
             for i, col in enumerate(self.COLUMNS)
             if i not in shown or _width(cells[i]) > shown[i]
         ]
