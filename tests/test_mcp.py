@@ -41,7 +41,7 @@ from bzzz_console.runtime.tools.registry import agent_tool_specs, registry
 from bzzz_console.security.tokens import TokenBook
 
 SEED_TOOLS = ("bzzz_announce", "bzzz_lookup", "bzzz_get", "bzzz_post", "bzzz_thread", "bzzz_subscribe")
-OPERATOR_TOOLS = ("bzzz_escalations", "bzzz_decide")
+OPERATOR_TOOLS = ("bzzz_escalations", "bzzz_decide", "bzzz_inbox")
 ANY_THREAD = "bzzz://*@*/threads/{}"
 COMMAND = Path(sys.executable).parent / "bzzz-console"
 
@@ -221,10 +221,14 @@ async def test_tools_have_the_seed_schemas_output_schemas_and_honest_annotations
         hints = tool.annotations
         assert hints is not None, tool.name
         assert hints.read_only_hint is (tool.name in ("bzzz_lookup", "bzzz_get", "bzzz_escalations"))
-        assert hints.destructive_hint is (tool.name == "bzzz_decide")
+        assert hints.destructive_hint is (
+            tool.name in ("bzzz_decide", "bzzz_inbox")
+        )  # both decide escalations
 
     # one code path: MCP clients see the arguments of the very registry the in-process agents use
     for name, tool in tools.items():
+        if name == "bzzz_inbox":  # MCP's own (escalations as elicitations): not an agent tool
+            continue
         model_schema = registry()[name].args.model_json_schema()
         assert set(tool.input_schema["properties"]) == set(model_schema["properties"]), name
         assert set(tool.input_schema.get("required", [])) == set(model_schema.get("required", [])), name

@@ -304,7 +304,7 @@ async def test_the_console_shows_one_of_two_approvals_and_who_gave_it(tmp_path: 
         head = str(app.screen.query_one("#escalation-head", Static).render())
         assert "1 of 2 approvals (alice)" in head and "second operator" in head
         # the console's own key: the OS user is the second, distinct operator; the decision then applies
-        await pilot.press("a")
+        await pilot.press("A", "Y")  # approve, and yes to the confirmation (it defaults to No)
         await eventually(
             lambda: app.rt.store.get_escalation(escalation.id).state == "answered",  # type: ignore[union-attr]
             what="the confirmed decision",

@@ -181,4 +181,7 @@ def build_server(
             structured_output=True,
         )
         tools.append(_strict(_with_output(mcp_tool, tool.result)))
+    from bzzz_console.mcp.inbox import inbox_tool
+
+    tools.append(_strict(inbox_tool(rt, lambda ctx: _caller(ctx, principal))))
     return MCPServer("bzzz", instructions=INSTRUCTIONS, version=__version__, tools=tools)
