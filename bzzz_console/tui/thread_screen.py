@@ -111,8 +111,8 @@ class ThreadScreen(Screen[None]):
             )
         self.query_one("#thread-head", Static).update(head)
         closed = thread is not None and thread.status == "closed"
-        if closed != getattr(self, "_closed", False):
-            self._closed = closed
+        if closed != getattr(self, "_thread_closed", False):
+            self._thread_closed = closed
             self.refresh_bindings()  # i (post) is offered only while the thread can be answered
         people = Text("Participants\n", style="bold")
         for agent_id in thread.participants if thread else ():
@@ -164,14 +164,14 @@ class ThreadScreen(Screen[None]):
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         if action == "compose_message":
-            return not getattr(self, "_closed", False)
+            return not getattr(self, "_thread_closed", False)
         return True
 
     def action_compose_message(self) -> None:
         if self.bzzz.readonly:
             self.notify("read-only console: posting is disabled", severity="error")
             return
-        if getattr(self, "_closed", False):
+        if getattr(self, "_thread_closed", False):
             self.notify("the thread is closed: nobody would read a post", severity="warning")
             return
         box = self.query_one("#post", Input)
