@@ -37,11 +37,12 @@ from bzzz_console.domain.lifecycle import AgentState
 from bzzz_console.domain.principals import os_user
 from bzzz_console.runtime.runtime import Runtime
 from bzzz_console.store.tables import EscalationRow
+from bzzz_console.tui.agent_screen import AgentScreen
 from bzzz_console.tui.app import BzzzApp
 from bzzz_console.tui.dashboard import DashboardScreen
 from bzzz_console.tui.escalation_screen import EscalationScreen
 from bzzz_console.tui.help_screen import HelpScreen
-from bzzz_console.tui.modals import AskText, Confirm, NewTask
+from bzzz_console.tui.modals import AskText, Confirm, NewTask, Pick
 from bzzz_console.tui.tables import FleetTable
 from bzzz_console.tui.thread_screen import MessageItem, ThreadScreen
 
@@ -113,6 +114,19 @@ class ConsoleRun:
 
     async def type(self, text: str) -> None:
         await self.pilot.press(*text)
+
+    async def pick(self, value: str) -> None:
+        """In a Pick dialog, move to the choice ``value`` with the arrow keys and press enter."""
+        from textual.widgets import OptionList
+
+        options = self.app.screen.query_one(OptionList)
+        ids = [options.get_option_at_index(i).id for i in range(options.option_count)]
+        assert value in ids, ids
+        for _ in range(len(ids) + 1):
+            if options.highlighted is not None and ids[options.highlighted] == value:
+                break
+            await self.press("down")
+        await self.press("enter")
 
     def published(self) -> list[ev.Event]:
         assert self.events is not None
@@ -250,7 +264,9 @@ async def test_approve_resumes_reviewer_and_the_thread_closes_with_consensus(tmp
         assert c.rt.agents["reviewer-1"].state is AgentState.ESCALATING
         screen = await c.open_escalation(esc.id)
         assert screen.escalation_id == esc.id
-        await c.press("a")
+        await c.press("A")  # approve is confirmed too: Y says yes
+        await c.shows(Confirm, "the confirmation")
+        await c.press("Y")
         row = await c.answered(esc.id)
         assert row.decision is not None and row.decision["kind"] == "approve"
         assert c.resumed_by("reviewer-1", "approve", c.published())
@@ -266,7 +282,7 @@ async def test_reject_asks_a_reason_and_the_team_revises(tmp_path: Path, escalat
     async with console(copy_of(escalated_db, tmp_path)) as c:
         esc = await c.escalation()
         await c.open_escalation(esc.id)
-        await c.press("r")
+        await c.press("R")
         await c.shows(AskText, "the reason prompt")
         await c.type("window")
         await c.press("enter")
@@ -286,7 +302,7 @@ async def test_reply_posts_the_typed_text_and_the_agent_resumes(tmp_path: Path, 
     async with console(copy_of(escalated_db, tmp_path)) as c:
         esc = await c.escalation()
         await c.open_escalation(esc.id)
-        await c.press("m")
+        await c.press("M")
         await c.shows(AskText, "the reply prompt")
         await c.type("split it")
         await c.press("enter")
@@ -307,10 +323,11 @@ async def test_reassign_hands_the_seat_to_reviewer_2(tmp_path: Path) -> None:
         esc = await c.escalation()
         assert esc.agent_id == "reviewer-1"
         await c.open_escalation(esc.id)
-        await c.press("s")
-        await c.shows(AskText, "the reassign prompt")
-        await c.type("reviewer-2")
-        await c.press("enter")
+        await c.press("S")
+        await c.shows(Pick, "the reassign picker")
+        await c.pick("reviewer-2")
+        await c.shows(Confirm, "the confirmation")
+        await c.press("Y")
         row = await c.answered(esc.id)
         assert row.decision is not None and (row.decision["kind"], row.decision["to"]) == (
             "reassign",
@@ -332,14 +349,18 @@ async def test_downgrade_asks_to_confirm_and_switches_the_model(tmp_path: Path, 
         esc = await c.escalation()
         assert c.rt.agents["reviewer-1"].model == "gpt-4o-mini"
         await c.open_escalation(esc.id)
-        await c.press("d")
+        await c.press("D")
+        await c.shows(Pick, "the model picker")
+        await c.pick("gpt-4.1-nano")
         await c.shows(Confirm, "the confirmation")
         await c.press("n")  # no: nothing is decided
         await c.shows(EscalationScreen, "back on the escalation")
         assert (stored := c.rt.store.get_escalation(esc.id)) is not None and stored.state == "open"
-        await c.press("d")
+        await c.press("D")
+        await c.shows(Pick, "the model picker")
+        await c.pick("gpt-4.1-nano")
         await c.shows(Confirm, "the confirmation")
-        await c.press("y")
+        await c.press("Y")
         row = await c.answered(esc.id)
         assert row.decision is not None and row.decision["kind"] == "downgrade_model"
         assert c.rt.agents["reviewer-1"].model == "gpt-4.1-nano"
@@ -352,14 +373,14 @@ async def test_terminate_asks_to_confirm_and_stops_the_agent(tmp_path: Path, esc
     async with console(copy_of(escalated_db, tmp_path)) as c:
         esc = await c.escalation()
         await c.open_escalation(esc.id)
-        await c.press("x")
+        await c.press("X")
         await c.shows(Confirm, "the confirmation")
         await c.press("escape")  # escape says no as well
         await c.shows(EscalationScreen, "back on the escalation")
         assert (stored := c.rt.store.get_escalation(esc.id)) is not None and stored.state == "open"
-        await c.press("x")
+        await c.press("X")
         await c.shows(Confirm, "the confirmation")
-        await c.press("y")
+        await c.press("Y")
         row = await c.answered(esc.id)
         assert row.decision is not None and row.decision["kind"] == "terminate"
         assert c.rt.agents["reviewer-1"].state is AgentState.TERMINATING
@@ -371,12 +392,12 @@ async def test_cancelled_prompts_decide_nothing(tmp_path: Path, escalated_db: Pa
     async with console(copy_of(escalated_db, tmp_path)) as c:
         esc = await c.escalation()
         await c.open_escalation(esc.id)
-        for key in ("r", "s"):
+        for key, prompt in (("R", AskText), ("S", Pick)):
             await c.press(key)
-            await c.shows(AskText, f"the prompt of {key!r}")
+            await c.shows(prompt, f"the prompt of {key!r}")
             await c.press("escape")
             await c.shows(EscalationScreen, "back on the escalation")
-        await c.press("r")
+        await c.press("R")
         await c.shows(AskText, "the reason prompt")
         await c.press("enter")  # an empty reason is no rejection
         await c.shows(EscalationScreen, "back on the escalation")
@@ -426,7 +447,7 @@ async def test_raise_budget_asks_an_amount_and_the_agent_goes_on(tmp_path: Path)
         scope = esc.context["budget"]
         before = c.rt.budgets.limit(scope["scope"], scope["key"])
         await c.open_escalation(esc.id)
-        await c.press("b")
+        await c.press("B")
         await c.shows(AskText, "the amount prompt")
         await c.type("2.5")
         await c.press("enter")
@@ -441,7 +462,7 @@ async def test_raise_budget_refuses_what_is_not_an_amount(tmp_path: Path) -> Non
     async with console(make_settings(tmp_path, budgets=TINY_BUDGET)) as c:
         esc = await c.escalation("Budget Breach")
         await c.open_escalation(esc.id)
-        await c.press("b")
+        await c.press("B")
         await c.shows(AskText, "the amount prompt")
         await c.type("lots")
         await c.press("enter")
@@ -453,9 +474,9 @@ async def test_hand_back_asks_to_confirm_and_closes_the_thread_as_partial(tmp_pa
     async with console(make_settings(tmp_path, budgets=TINY_BUDGET)) as c:
         esc = await c.escalation("Budget Breach")
         await c.open_escalation(esc.id)
-        await c.press("h")
+        await c.press("H")
         await c.shows(Confirm, "the confirmation")
-        await c.press("y")
+        await c.press("Y")
         row = await c.answered(esc.id)
         assert row.decision is not None and row.decision["kind"] == "hand_back"
         assert c.resumed_by(esc.agent_id or "", "hand_back", c.published())
@@ -474,9 +495,9 @@ async def test_readonly_console_refuses_decisions_posts_and_tasks(tmp_path: Path
         assert "READ-ONLY" in str(c.app.screen.query_one("#status", Static).content)
         screen = await c.open_escalation(esc.id)
         assert "read-only" in str(screen.query_one("#escalation-keys", Static).content)
-        await c.press("a")
+        await c.press("A")
         await c.until(lambda: any("read-only" in n for n in c.notices), "a read-only notice")
-        for key in ("r", "d", "x"):  # no prompt opens either
+        for key in ("R", "D", "X"):  # no prompt opens either
             await c.press(key)
             await c.pilot.pause()
             assert isinstance(c.app.screen, EscalationScreen)
@@ -682,13 +703,16 @@ async def test_enter_on_a_thread_opens_it_and_the_operator_posts_and_copies(
         await c.shows(DashboardScreen, "the dashboard")
 
 
-async def test_enter_on_an_agent_opens_its_thread(tmp_path: Path, escalated_db: Path) -> None:
+async def test_enter_on_an_agent_opens_it_and_o_its_thread(tmp_path: Path, escalated_db: Path) -> None:
     async with console(copy_of(escalated_db, tmp_path)) as c:
         esc = await c.escalation()
         await c.press("a")
         agents = c.app.screen.query_one("#agents", FleetTable)
         await c.select(agents, "reviewer-1")
         await c.press("enter")
+        await c.shows(AgentScreen, "the agent screen")
+        assert isinstance(c.app.screen, AgentScreen) and c.app.screen.agent_id == "reviewer-1"
+        await c.press("o")
         await c.shows(ThreadScreen, "the thread screen")
         assert isinstance(c.app.screen, ThreadScreen) and c.app.screen.thread_id == esc.thread_id
 
@@ -761,8 +785,8 @@ async def test_help_lists_keys_and_binding_ids_of_the_screen_below(
         await c.shows(HelpScreen, "the help")
         text = _text_of(c.app.screen)
         for key, binding_id in (
-            ("a", "escalation.approve"),
-            ("x", "escalation.terminate"),
+            ("A", "escalation.approve"),
+            ("X", "escalation.terminate"),
             ("o", "escalation.thread"),
         ):
             assert binding_id in text
@@ -772,22 +796,24 @@ async def test_help_lists_keys_and_binding_ids_of_the_screen_below(
 
 
 async def test_keys_remapped_in_settings_decide(tmp_path: Path, escalated_db: Path) -> None:
-    settings = copy_of(escalated_db, tmp_path, console={"keys": {"escalation.approve": "A"}})
+    settings = copy_of(
+        escalated_db, tmp_path, console={"keys": {"escalation.approve": "V"}, "confirm_approve": False}
+    )
     async with console(settings) as c:
         esc = await c.escalation()
         await c.open_escalation(esc.id)
-        await c.press("a")  # the old key does nothing now
+        await c.press("A")  # the old key does nothing now
         await c.pilot.pause()
         assert (stored := c.rt.store.get_escalation(esc.id)) is not None and stored.state == "open"
         await c.press("question_mark")
         await c.shows(HelpScreen, "the help")
         assert any(
-            line.split()[:1] == ["A"] and "escalation.approve" in line
+            line.split()[:1] == ["V"] and "escalation.approve" in line
             for line in _text_of(c.app.screen).splitlines()
         )
         await c.press("escape")
         await c.shows(EscalationScreen, "the help closed")
-        await c.press("A")
+        await c.press("V")  # console.confirm_approve = false: no confirmation
         row = await c.answered(esc.id)
         assert row.decision is not None and row.decision["kind"] == "approve"
 
