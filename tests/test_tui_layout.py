@@ -142,6 +142,15 @@ async def test_the_help_fits_80x24_with_readable_keys(tmp_path: Path, escalated_
         assert rows["/"] == "filter" and rows["?"] == "help" and rows["^q"] == "quit"
         assert "slash" not in text and "question_mark" not in text
         assert "dashboard.filter" in [str(i) for i in table.columns[2].cells]
+        # the screen with the most keys: the escalation's decisions fit too
+        await c.press("escape")
+        esc = await c.escalation()
+        await c.open_escalation(esc.id)
+        await c.press("question_mark")
+        await c.shows(HelpScreen, "the help over the escalation")
+        await c.pilot.pause()
+        dialog = c.app.screen.query_one(VerticalScroll)
+        assert dialog.region.bottom <= 24 and dialog.max_scroll_y == 0
 
 
 # -- charts carry numbers ----------------------------------------------------------------------------------------

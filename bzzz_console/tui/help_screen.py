@@ -102,9 +102,7 @@ class HelpScreen(ModalScreen[None]):
         self._rows(self.under, table, seen)
         table.add_section()
         self._rows(self.app, table, seen)
-        table.add_row(
-            Text("^p", style="bold"), Text("command palette: go to a thread, agent, escalation"), Text("")
-        )
+        table.add_row(Text("^p", style="bold"), Text("palette: threads, agents, escalations …"), Text(""))
         with VerticalScroll(classes="dialog help"):
             yield Static(
                 'Keys · remap: [console.keys] "binding id" = "key"', classes="dialog-title", markup=False

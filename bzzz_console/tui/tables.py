@@ -113,6 +113,8 @@ class Col:
     flex: bool = False
     least: int = 12
     """A flex column narrower than this hides another column instead."""
+    extra: bool = False
+    """Shown only while the flex column has room for its whole text (a thread's participants)."""
 
 
 def _width(value: object) -> int:
@@ -171,7 +173,7 @@ class FleetTable(DataTable[object]):
     def fit(self, room: int) -> tuple[tuple[int, int], ...]:
         """(column index, width) of the columns shown in ``room`` cells: each as wide as its widest cell (up to
         its cap); while they do not fit, the flex column shrinks to its least, then the columns with the
-        highest ``drop`` are hidden."""
+        highest ``drop`` are hidden; an ``extra`` column only shows while the flex column is whole."""
         pad = 2 * self.cell_padding
         natural = [
             min(col.cap, max([cell_len(col.key)] + [_width(cells[i]) for _, cells in self._full]))
@@ -191,6 +193,9 @@ class FleetTable(DataTable[object]):
             )
             while needed() > room and droppable:
                 shown.remove(droppable.pop(0))
+            spare = room - (needed() - (self.COLUMNS[flex].least if flex is not None else 0))
+            if flex is not None and spare < natural[flex]:  # the flex column is cut: no room for extras
+                shown = [i for i in shown if not self.COLUMNS[i].extra]
         widths = dict(zip(shown, (natural[i] for i in shown), strict=True))
         if flex is not None and room > 0:
             widths[flex] = max(
@@ -330,7 +335,7 @@ class ThreadsTable(FleetTable):
         Col("msgs", 5, drop=4),
         Col("$", 9, drop=3),
         Col("age", 6, drop=2),
-        Col("participants", 32, drop=5),
+        Col("participants", 60, drop=5, extra=True),
     )
 
     def rows_for(self, view: FleetView, now: datetime) -> Iterable[tuple[str, tuple[object, ...]]]:
