@@ -92,6 +92,14 @@ async def test_tables_fit_their_panes_at_every_size(tmp_path: Path, escalated_db
         pane = screen.query_one("#escalations-pane", Pane)
         assert pane.region.bottom <= size[1] - 1 and escalations.row_count == 1
         assert escalations.region.height >= 2  # header and the row
+        for name in ("escalations", "agents", "threads", "spend"):  # no pane pushed off the screen
+            region = screen.query_one(f"#{name}-pane", Pane).region
+            assert region.height >= 3 and region.bottom <= size[1] - 1 and region.right <= size[0], name
+        if size[0] < 120:  # narrow: the panes stack, full width
+            assert len({p.region.x for p in screen.query(Pane)}) == 1
+        else:  # threads and spend side by side
+            threads, spend = (screen.query_one(f"#{n}-pane", Pane).region for n in ("threads", "spend"))
+            assert threads.y == spend.y and threads.right <= spend.x
 
 
 async def test_the_cut_reason_is_the_rows_tooltip(tmp_path: Path, escalated_db: Path) -> None:
@@ -104,6 +112,19 @@ async def test_the_cut_reason_is_the_rows_tooltip(tmp_path: Path, escalated_db: 
         shown = str(table.get_row_at(0)[reason])
         assert shown.endswith("…") and isinstance(table.tooltip, Text)
         assert esc.reason in table.tooltip.plain
+
+
+def test_the_status_line_starts_with_what_an_operator_acts_on() -> None:
+    from bzzz_console.tui.panels import status_text
+    from bzzz_console.tui.view import FleetView
+
+    view = FleetView()
+    view.status.readonly = True
+    view.status.database = "sqlite:////a/very/long/path/" + "x" * 200 + "/bzzz.db"
+    view.status.provider = "openai"
+    text = status_text(view)
+    assert text.plain.startswith(" bzzz-console  READ-ONLY  ▸ $0.00 today ▸ openai")
+    assert text.plain.index("READ-ONLY") < text.plain.index("openai") < text.plain.index("sqlite")
 
 
 # -- the footer and the help fit 80×24 ---------------------------------------------------------------------------

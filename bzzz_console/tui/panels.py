@@ -88,29 +88,34 @@ class SpendChart(Static):
         return chart(self.series, self.size.width or 60)
 
 
-class StatusLine(Static):
+def status_text(view: FleetView) -> Text:
     """bzzz-console ▸ READ-ONLY ▸ escalations waiting ▸ spend today ▸ provider ▸ peers ▸ node ▸ database: what an
     operator acts on first, so a narrow terminal cuts the database path, never the read-only marker."""
+    status, spend = view.status, view.spend
+    text = Text(no_wrap=True, overflow="ellipsis")
+    text.append(" bzzz-console ", style="bold reverse")
+    if status.readonly:
+        text.append(" READ-ONLY ", style="bold white on red")
+    waiting = len(view.open_escalations())
+    if waiting:
+        text.append(f" ▸ {waiting} escalation{'s' if waiting > 1 else ''} waiting", style="bold magenta")
+    limit = f" / {amount(spend.daily_limit)}" if spend.daily_limit is not None else ""
+    text.append(f" ▸ {amount(spend.today)}{limit} today", style="bold")
+    text.append(" ▸ ")
+    text.append(inert_line(status.provider) or "starting…", style="bold yellow" if status.demo else "")
+    text.append(f" ▸ {status.peers} peer{'' if status.peers == 1 else 's'}")
+    if status.mcp:
+        text.append(f" ▸ MCP {inert_line(status.mcp)}")
+    node = short_peer(status.peer_id) if status.peer_id else status.node
+    text.append(f" ▸ node {inert_line(node)} ▸ {inert_line(status.database)}")
+    return text
+
+
+class StatusLine(Static):
+    """The first row of the dashboard (:func:`status_text`)."""
 
     def show(self, view: FleetView) -> None:
-        status, spend = view.status, view.spend
-        text = Text(no_wrap=True, overflow="ellipsis")
-        text.append(" bzzz-console ", style="bold reverse")
-        if status.readonly:
-            text.append(" READ-ONLY ", style="bold white on red")
-        waiting = len(view.open_escalations())
-        if waiting:
-            text.append(f" ▸ {waiting} escalation{'s' if waiting > 1 else ''} waiting", style="bold magenta")
-        limit = f" / {amount(spend.daily_limit)}" if spend.daily_limit is not None else ""
-        text.append(f" ▸ {amount(spend.today)}{limit} today", style="bold")
-        text.append(" ▸ ")
-        text.append(inert_line(status.provider) or "starting…", style="bold yellow" if status.demo else "")
-        text.append(f" ▸ {status.peers} peer{'' if status.peers == 1 else 's'}")
-        if status.mcp:
-            text.append(f" ▸ MCP {inert_line(status.mcp)}")
-        node = short_peer(status.peer_id) if status.peer_id else status.node
-        text.append(f" ▸ node {inert_line(node)} ▸ {inert_line(status.database)}")
-        self.update(text)
+        self.update(status_text(view))
 
 
 class SpendPanel(Vertical):
