@@ -852,6 +852,7 @@ def test_cli_decision_is_audited(demo: Demo, tmp_path: Path, monkeypatch: pytest
         store.close()
     assert (last.idx, last.type, last.author) == (demo.entries, "escalation_decided", os_user())
     assert last.data["escalation_id"] == waiting.id and last.data["decision"]["kind"] == "approve"
+    assert last.data["decision"]["surface"] == "cli"  # where it was decided, signed with the entry
     assert result.ok and result.checked == demo.entries + 1
     opened = Store.open(url, migrate=False)
     book = Checkpoints.for_store(Settings().resolved_data_dir(), opened)

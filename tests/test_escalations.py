@@ -518,7 +518,7 @@ async def test_expired_hold_is_recorded_as_expired_and_can_still_be_answered(tmp
         n.rt.escalations.tick()
         stored = n.rt.store.get_escalation(esc.id)
         assert stored is not None and stored.state == "expired"
-        assert stored.decision == {"kind": "hold", "by": "deadline", "expired": True}
+        assert stored.decision == {"kind": "hold", "by": "deadline", "surface": "deadline", "expired": True}
         [expired] = n.of(ev.EscalationExpired)
         assert (expired.escalation_id, expired.default_action) == (esc.id, "hold")
         # hold: nothing was applied; the agent and the thread still wait
@@ -548,7 +548,7 @@ async def test_expired_error_rate_applies_its_default_but_stays_expired(tmp_path
         await n.idle()
         stored = n.rt.store.get_escalation(esc.id)
         assert stored is not None and stored.state == "expired" and stored.applied
-        assert stored.decision == {"kind": "reject", "by": "deadline", "expired": True}
+        assert stored.decision == {"kind": "reject", "by": "deadline", "surface": "deadline", "expired": True}
         assert stored.answered_by is None
         assert [e.default_action for e in n.of(ev.EscalationExpired)] == ["reject"]
         assert not [e for e in n.of(ev.EscalationAnswered) if e.escalation_id == esc.id]

@@ -84,6 +84,7 @@ async def test_an_escalation_is_put_as_a_form_and_the_answer_is_the_operators_de
     assert "downgrade_model" in form.requested_schema["properties"]["option"]["enum"]  # the rule's options
     row = rt.store.get_escalation(escalation.id)
     assert (row.state, row.answered_by, row.decision["kind"]) == ("answered", "olga", "approve")
+    assert row.decision["surface"] == "mcp token 1"  # the surface and the token it came through
 
 
 async def test_whoever_answers_first_decides_and_the_late_answer_gets_the_outcome(rt: Any) -> None:

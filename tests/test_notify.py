@@ -166,6 +166,8 @@ async def test_an_expired_escalation_is_announced_with_what_happens_next(
     finally:
         await rt.close()
     assert receiver.posts[1]["title"] == "[high] escalation expired (then: hold): Model Trouble"
+    [expired] = [e for e in rt.store.escalations() if e.state == "expired"]
+    assert expired.decision["surface"] == "deadline"
 
 
 @pytest.mark.parametrize(

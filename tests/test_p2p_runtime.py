@@ -181,6 +181,7 @@ async def test_an_escalation_raised_on_a_is_answered_on_b_and_applied_once_by_a(
         owner = a.rt.store.get_escalation(esc)
         assert owner is not None and owner.state == "answered" and owner.applied
         assert owner.decision is not None and owner.decision["peer"] == peer(b)
+        assert owner.decision["surface"] == f"peer {peer(b)}"  # decided on another node, and which
         signed = owner.decision["signed"]  # the decider's signed request, kept by A, still proves who decided
         verify(signed, peer(b))
         assert (signed["by"], signed["details"], signed["request_id"]) == (

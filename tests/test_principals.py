@@ -309,7 +309,9 @@ async def test_the_console_shows_one_of_two_approvals_and_who_gave_it(tmp_path: 
             lambda: app.rt.store.get_escalation(escalation.id).state == "answered",  # type: ignore[union-attr]
             what="the confirmed decision",
         )
-        assert app.rt.store.get_escalation(escalation.id).answered_by == f"alice + {os_user()}"  # type: ignore[union-attr]
+        answered = app.rt.store.get_escalation(escalation.id)
+        assert answered is not None and answered.answered_by == f"alice + {os_user()}"
+        assert answered.decision["surface"] == "? + console"  # alice's came from code with no surface named
 
 
 # -- the installed command ---------------------------------------------------------------------------------

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import sys
+from dataclasses import replace
 from typing import Annotated, Any
 
 import typer
@@ -192,6 +193,7 @@ def escalations_answer(
             command = cmd.HandBack(escalation_id=escalation_id, operator=who, label=label)
         else:
             command = cmd.Terminate(agent_id="", escalation_id=escalation_id, operator=who, label=label)
+        command = replace(command, surface="cli")
         from bzzz_console.cli import common
         from bzzz_console.domain.decisions import InvalidDecision, decision_record
         from bzzz_console.runtime.escalation.checks import check_decidable_here, store_view, validate

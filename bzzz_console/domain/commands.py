@@ -16,6 +16,9 @@ class Command:
     """Who decides: the OS user of a console or CLI, an operator token's name, or a remote node's operator."""
     label: str = ""
     """A name the operator chose to be shown as (``--operator``): recorded next to ``operator``, never instead."""
+    surface: str = ""
+    """Where it was decided: ``console``, ``cli``, ``mcp token <id>``, ``mcp-stdio``, ``peer <id>`` (recorded with
+    the decision, signed in the audit trail)."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

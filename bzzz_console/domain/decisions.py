@@ -93,6 +93,8 @@ def validate_decision(command: cmd.Decision, max_raise_usd: float) -> None:
 def decision_record(command: cmd.Decision) -> dict[str, Any]:
     """What is stored and signed of a decision: its kind, who made it (as shown), and its arguments."""
     data: dict[str, Any] = {"kind": command.kind, "by": shown_as(command.operator, command.label)}
+    if command.surface:
+        data["surface"] = command.surface
     for name in ("note", "reason", "text", "to", "amount_usd", "model"):
         value = getattr(command, name, None)
         if value not in (None, ""):

@@ -15,6 +15,7 @@
 from __future__ import annotations
 
 import asyncio
+from dataclasses import replace
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
@@ -213,7 +214,9 @@ class EscalationSync:
                 )
             if self.rt.settings.security.readonly:
                 raise CommandError(f"node {self.net.peer_id} is read-only: it takes no decisions")
-            command = command_from(data, row, author, self.net.peer_id[-6:])
+            command = replace(
+                command_from(data, row, author, self.net.peer_id[-6:]), surface=f"peer {author}"
+            )
             extra = {
                 "peer": author,
                 "request_id": request_id,

@@ -90,13 +90,18 @@ class ApprovalQueries(EscalationQueries):
                 return row, self.approvals(escalation_id)
         first = agreeing[0].decision
         names = [a.shown_as for a in agreeing] + [shown_as]
+        surfaces = [a.decision.get("surface") or "?" for a in agreeing] + [decision.get("surface") or "?"]
         final = {
             **first,
             "by": " + ".join(names),
             "approvals": [
-                *({"by": a.shown_as, "at": a.at.isoformat(timespec="seconds")} for a in agreeing),
-                {"by": shown_as, "at": at.isoformat(timespec="seconds")},
+                *(
+                    {"by": a.shown_as, "at": a.at.isoformat(timespec="seconds"), "surface": s}
+                    for a, s in zip(agreeing, surfaces, strict=False)
+                ),
+                {"by": shown_as, "at": at.isoformat(timespec="seconds"), "surface": surfaces[-1]},
             ],
+            "surface": " + ".join(surfaces),  # where each operator decided, in order
         }
         if decision.get("note") and decision.get("note") != first.get("note"):
             final["note"] = " / ".join(n for n in (first.get("note"), decision["note"]) if n)

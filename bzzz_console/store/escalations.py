@@ -146,7 +146,12 @@ class EscalationQueries:
                     state="expired",
                     answered_at=at,
                     applied=held,
-                    decision={"kind": row.default_action, "by": "deadline", "expired": True},
+                    decision={
+                        "kind": row.default_action,
+                        "by": "deadline",
+                        "surface": "deadline",
+                        "expired": True,
+                    },
                 )
             )
             s.commit()

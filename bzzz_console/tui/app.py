@@ -13,6 +13,7 @@ import importlib
 import logging
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from textual.app import App
@@ -363,7 +364,7 @@ class BzzzApp(App[int]):
             return None
 
     async def decide(self, command: cmd.Decision) -> bool:
-        row = await self.submit(command, "decide")
+        row = await self.submit(replace(command, surface=command.surface or "console"), "decide")
         if row is None:
             return False
         if row.state == "open":  # the two-person rule: recorded, and a second operator has to confirm it

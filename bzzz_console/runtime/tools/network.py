@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 from bzzz_console.domain import commands as cmd
@@ -237,6 +238,7 @@ async def _decide(rt: Runtime, ctx: ToolContext, args: DecideArgs) -> ToolOutcom
         command = cmd.HandBack(escalation_id=ident, operator=who)
     else:
         command = cmd.Terminate(agent_id="", escalation_id=ident, operator=who)
+    command = replace(command, surface=ctx.principal.via)  # "mcp token <id>", "mcp-stdio"
     try:
         row = await rt.submit(command)
     except CommandError as exc:  # named like the other argument errors: "amount_usd: …"
