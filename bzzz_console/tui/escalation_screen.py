@@ -181,6 +181,11 @@ class EscalationScreen(Screen[None]):
             head.append(f"\n{one(failed)}", style="bold red")
         head.append("\n\n")
         head.append(inert(e.reason))
+        if options := self._options(e):  # next to the question: what the agent offers to answer it
+            head.append("\n")
+            for n, option in enumerate(options, 1):
+                head.append(f"\n {n} ", style="bold reverse" if now_waiting else "dim")
+                head.append(f" {one(option)}", style="cyan")
         if not now_waiting:
             head.append(f"\n\nclosed ({one(e.state)}): nothing is waiting for a decision", style="bold")
             return head
@@ -216,13 +221,6 @@ class EscalationScreen(Screen[None]):
                 f"{usd(budget['limit_usd'])}\n",
                 style="yellow" if budget["spent_usd"] >= budget["limit_usd"] else "",
             )
-        options = self._options(e)
-        if options:
-            ctx.append("\nThe agent's options", style="bold")
-            ctx.append(" (press the number)\n" if self.offered else "\n", style="dim")
-            for n, option in enumerate(options, 1):
-                ctx.append(f" {n} ", style="bold reverse" if self.offered else "dim")
-                ctx.append(f" {one(option)}\n", style="cyan")
         excerpt = e.context.get("excerpt") or [
             f"#{m.seq} {m.author} [{m.type}]: {m.content[:200]}"
             for m in list(view.transcript(e.thread_id or ""))[-6:]
