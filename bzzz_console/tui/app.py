@@ -13,7 +13,6 @@ import importlib
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import replace
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from textual.app import App
@@ -23,19 +22,18 @@ from textual.notifications import SeverityLevel
 from bzzz_console.config import Settings
 from bzzz_console.domain.text import inert, inert_line
 from bzzz_console.resources import screens_dir
-from bzzz_console.tui.commands import FleetCommands
+from bzzz_console.tui.commands import FleetCommands, OperatorIntent
 from bzzz_console.tui.dashboard import DashboardScreen
 from bzzz_console.tui.view import FleetView
 
 STARTING = "starting…"  # what the panes say between the first paint and the runtime being ready
 
 if TYPE_CHECKING:
-    from bzzz_console.domain import commands as cmd
     from bzzz_console.domain.bus import Subscription
     from bzzz_console.runtime.runtime import Runtime
 
 
-class BzzzApp(App[int]):
+class BzzzApp(OperatorIntent):
     TITLE = "bzzz-console"
     CSS_PATH: ClassVar[list[Any]] = [screens_dir() / name for name in ("app.tcss", "dashboard.tcss")]
     COMMANDS = App.COMMANDS | {FleetCommands}
@@ -84,7 +82,6 @@ class BzzzApp(App[int]):
         self._starting(STARTING)
         self.set_interval(1.0, self._tick)
         self.call_after_refresh(self._start)  # the first frame paints before the heavy imports
-        self.call_after_refresh(importlib.import_module("bzzz_console.tui.help_screen").warn_config, self)
 
     def _starting(self, note: str) -> None:
         """What the dashboard's panes say (their subtitles) until the runtime is ready: STARTING, or why not."""
@@ -341,93 +338,3 @@ class BzzzApp(App[int]):
         from bzzz_console.tui.help_screen import HelpScreen
 
         self.push_screen(HelpScreen(self.screen))
-
-    # -- operator intent ----------------------------------------------------------------------------------
-    def _refuse(self, what: str) -> bool:
-        if self.readonly:
-            self.notify(f"read-only console: {what} is disabled (started with --readonly)", severity="error")
-            return True
-        if self.rt is None:
-            self.notify(f"the runtime is not running: {self.failed or 'still starting'}", severity="error")
-            return True
-        return False
-
-    async def submit(self, command: Any, what: str) -> Any:
-        if self._refuse(what):
-            return None
-        from bzzz_console.domain.errors import CommandError
-
-        try:
-            return await self.rt.submit(command)  # type: ignore[union-attr]
-        except CommandError as exc:
-            self.notify(str(exc), title=f"Cannot {what}", severity="error")
-            return None
-
-    async def decide(self, command: cmd.Decision) -> bool:
-        row = await self.submit(replace(command, surface=command.surface or "console"), "decide")
-        if row is None:
-            return False
-        if row.state == "open":  # the two-person rule: recorded, and a second operator has to confirm it
-            self.notify(
-                f"{command.kind} on {command.escalation_id} is 1 of 2 approvals: another operator must confirm it",
-                title="Approval recorded",
-            )
-            return False
-        self.notify(f"{command.kind} applied to {command.escalation_id}", title="Decision recorded")
-        return True
-
-    async def post_human(self, thread_id: str, text: str) -> bool:
-        from bzzz_console.domain import commands as cmd
-        from bzzz_console.domain.principals import shown_as
-
-        return (
-            await self.submit(
-                cmd.PostHumanMessage(
-                    thread_id=thread_id, text=text, operator=shown_as(self.operator, self.operator_label)
-                ),
-                "post",
-            )
-            is not None
-        )
-
-    async def toggle_pause(self, agent_id: str) -> None:
-        from bzzz_console.domain import commands as cmd
-
-        agent = self.view.agents.get(agent_id)
-        command = cmd.Resume if agent is not None and agent.paused else cmd.Pause
-        if self._refuse("pausing agents"):
-            return
-        if agent is not None and agent.state == "terminating":
-            self.notify(f"{agent_id} is terminated: there is nothing to pause", severity="warning")
-            return
-        from bzzz_console.domain.errors import CommandError
-
-        try:
-            await self.rt.submit(command(agent_id=agent_id, operator=self.operator))  # type: ignore[union-attr]
-        except CommandError as exc:
-            self.notify(str(exc), title="Cannot pause or resume", severity="error")
-            return
-        self.notify(f"{agent_id} {'resumed' if command is cmd.Resume else 'paused'}")
-
-    def run_toggle_pause(self, agent_id: str) -> None:
-        self.run_worker(self.toggle_pause(agent_id))
-
-    def action_new_task(self) -> None:
-        if self._refuse("adding tasks"):
-            return
-        from bzzz_console.tui.modals import NewTask
-
-        async def ask() -> None:
-            from bzzz_console.domain import commands as cmd
-
-            roles = self.rt.roles() if self.rt is not None else []
-            answer = await self.push_screen_wait(NewTask(roles))
-            if answer:
-                task = await self.submit(
-                    cmd.AddTask(project=self.settings.runtime.project, operator=self.operator, **answer),
-                    "add a task",
-                )
-                if task is not None:
-                    self.notify(f"{task.id}: {task.title}", title="Task added")
-
-        self.run_worker(ask(), group="new-task")
