@@ -121,7 +121,7 @@ class ConsoleSettings(Section):
     bell: bool = True
     """Ring the terminal bell when a new escalation arrives."""
     keys: dict[str, str] = Field(default_factory=dict)
-    """Remapped keys by binding id, e.g. ``{"escalation.approve" = "A", "app.quit" = "ctrl+c"}``; see ``?``."""
+    """Remapped keys by binding id, e.g. ``{"escalation.approve" = "V", "app.quit" = "ctrl+c"}``; see ``?``."""
     refresh_ms: int = Field(50, ge=10, le=1000)
     """How long the console collects events before it repaints: high event rates cost one repaint per window."""
     confirm_approve: bool = True
