@@ -275,7 +275,7 @@ async def test_the_focused_pane_does_not_look_like_the_escalations_pane(
 
 
 def test_console_warnings_name_each_mistake_in_one_line() -> None:
-    scopes = binding_scopes()
+    scopes = binding_scopes(BzzzApp.BINDINGS)
     settings = Settings.model_validate(
         {
             "console": {
@@ -284,14 +284,14 @@ def test_console_warnings_name_each_mistake_in_one_line() -> None:
             }
         }
     )
-    lines = config_warnings(settings)
+    lines = config_warnings(settings, BzzzApp.BINDINGS)
     assert len(lines) == 4 and all("\n" not in line for line in lines)
     assert lines[0].startswith('[console] theme "nrod" is not a theme (did you mean nord?')
     assert '"escalation.aprove" is not a binding id (did you mean escalation.approve?)' in lines[1]
     assert "dashboard.escalations and dashboard.threads on the dashboard screen" in lines[2]
     assert "app.help and dashboard.filter" in lines[3]
     # defaults that share a key on purpose (help's ? closes it) and a clean config say nothing
-    assert config_warnings(Settings()) == []
+    assert config_warnings(Settings(), BzzzApp.BINDINGS) == []
     assert console_warnings(Settings().console, BUILTIN_THEMES, scopes) == []
     assert "escalation" in scopes and "dashboard" in scopes and "app.quit" in scopes["escalation"]
 

@@ -146,7 +146,7 @@ def _console(
         from bzzz_console.tui.app import BzzzApp
         from bzzz_console.tui.help_screen import config_warnings
 
-        for line in config_warnings(settings):  # [console] mistakes: also a toast in the console
+        for line in config_warnings(settings, BzzzApp.BINDINGS):  # [console] mistakes: also toasts
             typer.echo(f"warning: {line}", err=True)
         app_ = BzzzApp(settings, demo=demo, readonly=readonly, mcp_port=mcp_port)
         code = app_.run()

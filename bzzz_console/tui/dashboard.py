@@ -11,6 +11,7 @@ from textual.containers import Horizontal, Vertical
 from textual.screen import Screen
 from textual.widgets import DataTable, Input
 
+from bzzz_console.tui.help_screen import warn_config
 from bzzz_console.tui.panels import KeysFooter, SpendPanel, StatusLine
 from bzzz_console.tui.tables import AgentsTable, EscalationsTable, FleetTable, ThreadsTable
 
@@ -60,6 +61,9 @@ class DashboardScreen(Screen[None]):
 
     def on_mount(self) -> None:
         self.query_one("#filter", Input).display = False
+        if not getattr(self.app, "_config_checked", False):  # [console] mistakes: a toast each, once
+            self.app._config_checked = True  # type: ignore[attr-defined]
+            self.call_after_refresh(warn_config, self.app)
         self.query_one("#escalations", EscalationsTable).focus()
         self.refresh_panes({"agents", "threads", "escalations", "spend", "status"})
 

@@ -6,6 +6,7 @@ dialog fits 80×24 (it scrolls when a screen has more keys than that)."""
 from __future__ import annotations
 
 import importlib
+from collections.abc import Iterable
 from typing import Any
 
 from rich.table import Table
@@ -29,12 +30,11 @@ SCREEN_MODULES = (
 """The tui modules whose screens and dialogs have bindings config can remap."""
 
 
-def binding_scopes() -> dict[str, dict[str, str]]:
+def binding_scopes(app_bindings: Iterable[object] = ()) -> dict[str, dict[str, str]]:
     """``{screen: {binding id: keys}}`` of every screen, dialog and widget of the console with bindings, each with
-    the app's own (they work on every screen). Imports every screen: only when ``[console.keys]`` remaps some."""
-    from bzzz_console.tui.app import BzzzApp
-
-    app_keys = {b.id: b.key for b in BzzzApp.BINDINGS if isinstance(b, Binding) and b.id}
+    the app's own (``app_bindings``: they work on every screen). Imports every screen: only when
+    ``[console.keys]`` remaps some."""
+    app_keys = {b.id: b.key for b in app_bindings if isinstance(b, Binding) and b.id}
     scopes: dict[str, dict[str, str]] = {"app": dict(app_keys)}
     for name in SCREEN_MODULES:
         module = importlib.import_module(f"bzzz_console.tui.{name}")
@@ -47,8 +47,9 @@ def binding_scopes() -> dict[str, dict[str, str]]:
     return scopes
 
 
-def config_warnings(settings: Any) -> list[str]:
-    """What in ``[console]`` cannot work as written (:func:`bzzz_console.config_sections.console_warnings`)."""
+def config_warnings(settings: Any, app_bindings: Iterable[object]) -> list[str]:
+    """What in ``[console]`` cannot work as written (:func:`bzzz_console.config_sections.console_warnings`);
+    ``app_bindings``: the app's (``BzzzApp.BINDINGS``)."""
     from textual.keys import _character_to_key
     from textual.theme import BUILTIN_THEMES
 
@@ -58,13 +59,13 @@ def config_warnings(settings: Any) -> list[str]:
         return _character_to_key(key) if len(key) == 1 else key
 
     console = settings.console
-    scopes = binding_scopes() if console.keys else {}
+    scopes = binding_scopes(app_bindings) if console.keys else {}
     return console_warnings(console, BUILTIN_THEMES, scopes, normalize)
 
 
 def warn_config(app: Any) -> None:
     """At start: one toast per ``[console]`` mistake (the CLI also prints them on stderr before the console)."""
-    for line in config_warnings(app.settings):
+    for line in config_warnings(app.settings, type(app).BINDINGS):
         app.notify(line, title="Config", severity="warning", timeout=20)
 
 
