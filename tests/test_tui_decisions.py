@@ -296,3 +296,22 @@ async def test_the_agent_screen_shows_the_agent_and_pauses_it(tmp_path: Path, es
         await c.press("escape", "n")  # n on the dashboard is a new task, never a decision
         await c.shows(NewTask, "the new-task form")
         assert (stored := c.rt.store.get_escalation(esc.id)) is not None and stored.state == "open"
+
+
+async def test_answered_elsewhere_while_a_reply_is_typed(tmp_path: Path, escalated_db: Path) -> None:
+    async with console(copy_of(escalated_db, tmp_path)) as c:
+        esc = await c.escalation()
+        screen = await c.open_escalation(esc.id)
+        await c.press("M")
+        await c.shows(AskText, "the reply prompt")
+        await c.type("too late")
+        await c.rt.submit(cmd.Reject(escalation_id=esc.id, reason="no", operator="bob"))
+        await c.until(lambda: any("Answered elsewhere" in n for n in c.notices), "a toast over the dialog")
+        assert screen.offered == {}
+        await c.press("enter")
+        await c.until(lambda: any("closed meanwhile" in n for n in c.notices), "nothing was decided")
+        assert c.app.screen is screen
+        row = c.rt.store.get_escalation(esc.id)
+        assert row is not None and row.answered_by == "bob" and row.decision is not None
+        assert row.decision["kind"] == "reject"
+        assert not any(m.content == "too late" for m in c.rt.store.messages(esc.thread_id or ""))

@@ -268,6 +268,15 @@ class BzzzApp(OperatorIntent):
             screen.refresh_escalation()
         elif getattr(screen, "identity", ("",))[0] == "agent" and touched & {"agents", "threads", "spend"}:
             screen.refresh_agent()  # type: ignore[attr-defined]
+        for below in self.screen_stack[
+            :-1
+        ]:  # under a dialog or a thread: answered elsewhere is toasted at once
+            if (
+                isinstance(below, EscalationScreen)
+                and below.is_mounted
+                and f"escalation:{below.escalation_id}" in touched
+            ):
+                below.refresh_escalation()
 
     def _tick(self) -> None:
         self.guarded("refreshing the clock", self._tick_once)
