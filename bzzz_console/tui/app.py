@@ -268,9 +268,8 @@ class BzzzApp(OperatorIntent):
             screen.refresh_escalation()
         elif getattr(screen, "identity", ("",))[0] == "agent" and touched & {"agents", "threads", "spend"}:
             screen.refresh_agent()  # type: ignore[attr-defined]
-        for below in self.screen_stack[
-            :-1
-        ]:  # under a dialog or a thread: answered elsewhere is toasted at once
+        # an escalation screen under a dialog or a thread: answered elsewhere is toasted at once
+        for below in self.screen_stack[:-1]:
             if (
                 isinstance(below, EscalationScreen)
                 and below.is_mounted
