@@ -287,7 +287,7 @@ async def test_reject_asks_a_reason_and_the_team_revises(tmp_path: Path, escalat
         await c.type("window")
         await c.press("enter")
         row = await c.answered(esc.id)
-        assert row.decision == {"kind": "reject", "by": os_user(), "reason": "window"}
+        assert row.decision == {"kind": "reject", "by": os_user(), "reason": "window", "surface": "console"}
         assert c.resumed_by("reviewer-1", "reject", c.published())
         await c.until(lambda: c.thread_row(esc.thread_id or "").status == "closed", "the thread to close")
         messages = c.rt.store.messages(esc.thread_id or "")
