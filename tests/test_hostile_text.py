@@ -44,6 +44,7 @@ from bzzz_console.domain.text import (
 )
 from bzzz_console.store.repo import Store
 from bzzz_console.store.tables import AgentRow, EscalationRow, MessageRow, ParticipantRow, ThreadRow
+from bzzz_console.tui.agent_screen import AgentScreen
 from bzzz_console.tui.dashboard import DashboardScreen
 from bzzz_console.tui.escalation_screen import EscalationScreen
 from bzzz_console.tui.tables import FleetTable
@@ -499,6 +500,14 @@ async def test_the_console_shows_hostile_text_as_text_and_keeps_running(tmp_path
         await c.pilot.pause()
         text = assert_drawn_inert(c.app)
         assert f"title {SHOWN[1]} here" in text and f"rule {CLOSE}" in text and SLASH in text
+        await c.press("escape")
+        await c.shows(DashboardScreen, "back on the dashboard")
+
+        # the outside agent's screen: its id, role, thread and state history
+        c.app.open_agent(HOSTILE_AGENT)
+        await c.shows(AgentScreen, "the agent screen")
+        await c.pilot.pause()
+        assert_drawn_inert(c.app)
         await c.press("escape")
         await c.shows(DashboardScreen, "back on the dashboard")
 
