@@ -66,9 +66,9 @@ class Terminal:
             check=check,
         )
 
-    def start(self, *argv: str) -> None:
+    def start(self, *argv: str, size: tuple[int, int] = (WIDTH, HEIGHT)) -> None:
         command = shlex.join(argv)
-        self.tmux("new-session", "-d", "-s", "e2e", "-x", str(WIDTH), "-y", str(HEIGHT), command)
+        self.tmux("new-session", "-d", "-s", "e2e", "-x", str(size[0]), "-y", str(size[1]), command)
 
     def screen(self) -> str:
         done = self.tmux("capture-pane", "-p", "-t", "e2e", check=False)
@@ -217,3 +217,35 @@ def test_answer_an_escalation_with_keys_in_a_real_terminal(terminal: Terminal, t
     terminal.send("C-q")
     terminal.wait_for("the console to exit", lambda: terminal.exit_status() is not None, may_exit=True)
     assert terminal.exit_status() == 0, terminal.screen()
+
+
+@pytest.mark.parametrize("size", [(80, 24), (120, 40)])
+def test_a_readonly_console_watches_in_a_real_terminal(
+    terminal: Terminal, tmp_path: Path, size: tuple[int, int]
+) -> None:
+    """``--readonly`` on a database with pending tasks: READ-ONLY on the status line at 80 and 120 columns, the
+    tasks are shown untouched and no agent of its own is registered; ctrl+q still quits with 0."""
+    from bzzz_console.cli.headless import seed_demo_tasks
+    from bzzz_console.config import Settings
+
+    db = tmp_path / "bzzz.db"
+    assert seed_demo_tasks(Settings.model_validate({"store": {"url": f"sqlite:///{db}"}})) == 3
+    # the exit status through a file: tmux 3.3 does not always report the status of a pane whose process ends a
+    # second or two after it started (the process stays a zombie, the pane dead without a status)
+    status = tmp_path / "status"
+    console = shlex.join([str(ENTRY_POINT), "--readonly", "--demo", "--db", f"sqlite:///{db}"])
+    terminal.start("sh", "-c", f"{console}; echo $? > {shlex.quote(str(status))}", size=size)
+
+    def ready() -> bool:
+        screen = terminal.screen()
+        status = screen.splitlines()[0] if screen else ""
+        return "READ-ONLY" in status and "starting…" not in screen and "Agents (0)" in screen
+
+    terminal.wait_for("the read-only dashboard, started", ready)
+    terminal.send("C-q")
+    terminal.wait_for("the console to exit", lambda: status.is_file() and status.read_text(), may_exit=True)
+    assert status.read_text().strip() == "0", terminal.screen()
+    assert read_db(db, "SELECT status FROM tasks") == [("pending",)] * 3
+    assert read_db(db, "SELECT COUNT(*) FROM threads") == [(0,)]
+    assert read_db(db, "SELECT COUNT(*) FROM agents") == [(0,)]
+    assert read_db(db, "SELECT COUNT(*) FROM token_usage") == [(0,)]
