@@ -21,6 +21,7 @@ from bzzz_console.p2p.wire import TOPIC_COORDINATION
 from bzzz_console.tui.app import BzzzApp
 from bzzz_console.tui.dashboard import DashboardScreen
 from bzzz_console.tui.help_screen import HelpScreen
+from bzzz_console.tui.modals import Confirm
 from bzzz_console.tui.network_screen import NetworkScreen, SnapshotTable
 from bzzz_console.tui.tables import REMOTE_GLYPH, AgentsTable, short_peer
 from bzzz_console.tui.view import FleetView
@@ -170,7 +171,9 @@ async def test_an_escalation_raised_on_another_node_is_answered_from_this_consol
             await c.until(lambda: esc.id in c.app.view.escalations, "the escalation in this console")
             screen = await c.open_escalation(esc.id)
             assert isinstance(screen, EscalationScreen)
-            await c.press("a")
+            await c.press("A")
+            await c.shows(Confirm, "the confirmation")
+            await c.press("Y")
             await c.until(
                 lambda: (row := a.rt.store.get_escalation(esc.id)) is not None and row.state == "answered",
                 "A to apply the decision",
@@ -289,7 +292,7 @@ async def test_a_go_node_its_tasks_its_escalation_and_what_was_unusable_show_in_
         await c.until(lambda: "read-only" in _text_of(c.app.screen), "the read-only mark")
         text = _text_of(c.app.screen)
         assert f"from Go node {short_peer(GO_PEER)}" in text and "cannot receive a decision" in text
-        await c.press("a")
+        await c.press("A")
         await c.pilot.pause(0.2)
         assert c.rt.store.get_escalation(esc.id).state == "open"  # type: ignore[union-attr]
         assert any("read-only" in n for n in c.notices)

@@ -126,8 +126,10 @@ class EscalationScreen(Screen[None]):
         return offered
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
-        if action == "decide":
-            return bool(parameters) and parameters[0] in self.offered
+        if action == "decide":  # a read-only console or escalation keeps the keys, to say why nothing happens
+            e = self.bzzz.view.escalations.get(self.escalation_id)
+            explains = self.bzzz.readonly or (e is not None and bool(e.context.get("read_only")))
+            return explains or (bool(parameters) and parameters[0] in self.offered)
         return True
 
     def key_of(self, name: str) -> str:
