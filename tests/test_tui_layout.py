@@ -94,7 +94,8 @@ async def test_tables_fit_their_panes_at_every_size(tmp_path: Path, escalated_db
         assert escalations.region.height >= 2  # header and the row
         for name in ("escalations", "agents", "threads", "spend"):  # no pane pushed off the screen
             region = screen.query_one(f"#{name}-pane", Pane).region
-            assert region.height >= 3 and region.bottom <= size[1] - 1 and region.right <= size[0], name
+            least = 1 if name == "spend" and size[0] < 120 else 3  # narrow: spend is one line, the gauge
+            assert region.height >= least and region.bottom <= size[1] - 1 and region.right <= size[0], name
         if size[0] < 120:  # narrow: the panes stack, full width
             assert len({p.region.x for p in screen.query(Pane)}) == 1
         else:  # threads and spend side by side
