@@ -7,9 +7,8 @@ rows. Transcripts are bounded per thread: the console never holds more than it c
 from __future__ import annotations
 
 from collections import deque
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from bzzz_console.domain import events as ev
 from bzzz_console.domain.text import usd
 from bzzz_console.domain.threads import URGENCY
 from bzzz_console.tui.view_rows import (
@@ -23,6 +22,9 @@ from bzzz_console.tui.view_rows import (
 
 TRANSCRIPT_LIMIT = 500
 """Messages kept per thread in the console (older ones stay in the store and in exports)."""
+
+if TYPE_CHECKING:
+    from bzzz_console.domain import events as ev  # annotations only: the events module is slow to import
 
 
 class FleetView:
