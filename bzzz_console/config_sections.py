@@ -117,11 +117,13 @@ class OptimizerSettings(Section):
 
 class ConsoleSettings(Section):
     theme: str = "textual-dark"
-    """Textual theme of the console (e.g. textual-dark, textual-light, nord, gruvbox, dracula, tokyo-night)."""
+    """Textual theme of the console (e.g. textual-dark, textual-light, nord, gruvbox, dracula, tokyo-night); a name
+    that is not a theme is a warning at start and the default is kept."""
     bell: bool = True
     """Ring the terminal bell when a new escalation arrives."""
     keys: dict[str, str] = Field(default_factory=dict)
-    """Remapped keys by binding id, e.g. ``{"escalation.approve" = "V", "app.quit" = "ctrl+c"}``; see ``?``."""
+    """Remapped keys by binding id, e.g. ``{"escalation.approve" = "V", "app.quit" = "ctrl+c"}``; see ``?``. An id no
+    screen has, or a key two bindings of one screen would share, is a warning at start."""
     refresh_ms: int = Field(50, ge=10, le=1000)
     """How long the console collects events before it repaints: high event rates cost one repaint per window."""
     confirm_approve: bool = True
