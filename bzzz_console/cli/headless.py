@@ -35,13 +35,14 @@ async def _print_events(events: Subscription, out: TextIO) -> None:
 
 
 async def run_headless(
-    settings: Settings, *, demo: bool, exit_when_idle: bool, out: TextIO = sys.stdout
+    settings: Settings, *, demo: bool, exit_when_idle: bool, out: TextIO = sys.stdout, readonly: bool = False
 ) -> int:
+    """``readonly`` (``run --headless --readonly``): only watch, as a read-only console does (idle at once)."""
     from bzzz_console.app import make_runtime
 
-    if demo:
+    if demo and not readonly:
         await asyncio.to_thread(seed_demo_tasks, settings)
-    runtime = make_runtime(settings, force_demo=demo)
+    runtime = make_runtime(settings, force_demo=demo, readonly=readonly)
     events = runtime.bus.subscribe(maxsize=100_000)
     printer = asyncio.create_task(_print_events(events, out))
     stop = asyncio.Event()

@@ -181,7 +181,8 @@ def run(
         configure_logging(settings)
         from bzzz_console.cli.headless import run_headless
 
-        raise typer.Exit(asyncio.run(run_headless(settings, demo=demo, exit_when_idle=exit_when_idle)))
+        code = run_headless(settings, demo=demo, exit_when_idle=exit_when_idle, readonly=readonly)
+        raise typer.Exit(asyncio.run(code))
 
 
 @agents_app.command("list")
