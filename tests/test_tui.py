@@ -571,7 +571,7 @@ async def test_the_panes_say_starting_until_the_runtime_is_ready(tmp_path: Path)
             seen.append(((tmp_path / "bzzz.db").exists(), titles))
             super()._start()
 
-    app = Watched(settings, demo=True)
+    app = Watched(settings, demo=True, demo_tasks=True)
     async with app.run_test(size=SIZE) as pilot:
         c = ConsoleRun(app, pilot)
         await c.until(lambda: app.rt is not None and app.view.status.running, "the runtime to start")

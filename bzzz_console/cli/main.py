@@ -148,7 +148,7 @@ def _console(
 
         for line in config_warnings(settings, BzzzApp.BINDINGS):  # [console] mistakes: also toasts
             typer.echo(f"warning: {line}", err=True)
-        app_ = BzzzApp(settings, demo=demo, readonly=readonly, mcp_port=mcp_port)
+        app_ = BzzzApp(settings, demo=demo, demo_tasks=demo, readonly=readonly, mcp_port=mcp_port)
         code = app_.run()
         raise typer.Exit(code if isinstance(code, int) else app_.return_code or 0)
 

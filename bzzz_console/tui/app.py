@@ -48,6 +48,7 @@ class BzzzApp(OperatorIntent):
         settings: Settings,
         *,
         demo: bool = False,
+        demo_tasks: bool = False,
         readonly: bool = False,
         runtime: Runtime | None = None,
         mcp_port: int | None = None,
@@ -55,6 +56,7 @@ class BzzzApp(OperatorIntent):
         super().__init__()
         self.settings = settings
         self.demo = demo
+        self.demo_tasks = demo_tasks  # --demo: an empty store gets the demo tasks, after the paint
         self.readonly = readonly or settings.security.readonly
         from bzzz_console.domain.principals import os_user
 
@@ -98,7 +100,7 @@ class BzzzApp(OperatorIntent):
             if self.rt is None:
                 from bzzz_console.app import make_runtime, open_store
 
-                seed = self.demo and not self.readonly  # a watching console adds nothing
+                seed = self.demo_tasks and not self.readonly  # a watching console adds nothing
                 store = await asyncio.to_thread(open_store, self.settings, demo_tasks=seed)
                 self.rt = make_runtime(
                     self.settings, force_demo=self.demo, readonly=self.readonly, store=store
