@@ -546,7 +546,8 @@ async def test_readonly_console_watches_and_runs_nothing(tmp_path: Path) -> None
 
             assert conn.execute(text("SELECT COUNT(*) FROM token_usage")).scalar() == 0
         assert c.rt._demo_server is None and c.rt._backend is None  # nothing to call a model with
-        assert "READ-ONLY" in str(c.app.screen.query_one("#status", Static).content)
+        status = str(c.app.screen.query_one("#status", Static).content)
+        assert "READ-ONLY" in status and "no model calls" in status and "DEMO" not in status, status
         with pytest.raises(Exception, match="read-only"):
             await c.rt.submit(cmd.AddTask(project="default", operator="x", title="t", roles=("reviewer",)))
 

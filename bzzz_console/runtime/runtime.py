@@ -155,8 +155,8 @@ class Runtime(Scheduling, Fleet):
             ev.RuntimeStarted(
                 node=self.node_id,
                 database=self.store.display_url,
-                provider=self.provider.label,
-                demo=self.provider.is_demo,
+                provider="no model calls (watching)" if self.readonly else self.provider.label,
+                demo=self.provider.is_demo and not self.readonly,
                 agents=0 if self.readonly else sum(self.settings.runtime.fleet.values()),
             )
         )
