@@ -654,3 +654,38 @@ def test_any_go_shaped_data_is_read_or_refused_with_a_reason_never_an_exception(
     assert isinstance(summary_of(data), str)
     for row in rt.store.rows:  # what becomes an escalation is always marked read-only
         assert row.context["read_only"] and row.origin_peer == GO_PEER
+
+
+def test_task_list_names_a_go_tasks_origin_and_json_carries_its_details(tmp_path: Path) -> None:
+    import json as _json
+    import subprocess
+
+    from helpers import BIN, cli_env
+
+    from bzzz_console.store.repo import Store
+
+    url = f"sqlite:///{tmp_path / 'bzzz.db'}"
+    store = Store.open(url)
+    details = {"repository": "hive", "number": 15, "labels": ["feature"], "estimated_hours": 8}
+    store.put_network_task(
+        "go-hive-15",
+        details=details,
+        status="pending",
+        title="Add WebSocket support",
+        description="",
+        roles=["architect"],
+        priority="medium",
+        project="default",
+    )
+    store.close()
+    env = cli_env(tmp_path)
+    plain = subprocess.run(
+        [str(BIN), "task", "list", "--db", url], env=env, capture_output=True, text=True, timeout=60
+    )
+    assert plain.returncode == 0, plain.stderr
+    assert "hive#15" in plain.stdout and "Add WebSocket support" in plain.stdout
+    listed = subprocess.run(
+        [str(BIN), "task", "list", "--json", "--db", url], env=env, capture_output=True, text=True, timeout=60
+    )
+    [task] = _json.loads(listed.stdout)
+    assert (task["source"], task["from"], task["details"]) == ("p2p", "hive#15", details)

@@ -80,6 +80,9 @@ def task_list(as_json: JsonOption = False, db: DbOption = None, config: ConfigOp
                 "roles": t.roles,
                 "project": t.project,
                 "thread_id": t.thread_id,
+                "source": t.source,
+                "from": _origin(t.details),
+                "details": t.details,
             }
             for t in store.tasks()
         ]
@@ -87,4 +90,12 @@ def task_list(as_json: JsonOption = False, db: DbOption = None, config: ConfigOp
         if as_json:
             common.emit_json(rows)
         else:
-            common.table(rows, ["id", "priority", "status", "thread_id", "title"])
+            common.table(rows, ["id", "priority", "status", "thread_id", "from", "title"])
+
+
+def _origin(details: dict[str, object]) -> str | None:
+    """Where a task from the network comes from, as its announcer names it: ``repository#number`` for a Go
+    BZZZ task (its labels, estimate, skills and dependencies are in ``--json``'s ``details``)."""
+    if details.get("repository") and details.get("number") is not None:
+        return f"{details['repository']}#{details['number']}"
+    return None
