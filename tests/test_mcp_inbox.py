@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
@@ -130,9 +129,19 @@ async def test_an_agent_token_cannot_use_the_inbox(rt: Any) -> None:
     assert rt.store.escalations("open")
 
 
-def test_the_inbox_is_listed_with_a_concrete_output_schema() -> None:
-    from bzzz_console.mcp.inbox import InboxResult
+async def test_the_inbox_is_listed_for_operators_with_its_result_schema(rt: Any) -> None:
+    from mcp.client.client import Client
 
-    schema = InboxResult.model_json_schema()
-    assert schema["properties"]["status"]["enum"]
-    assert asyncio.iscoroutinefunction(call)
+    async with Client(build_server(rt)) as client:
+        [tool] = [t for t in (await client.list_tools()).tools if t.name == "bzzz_inbox"]
+    schema = tool.output_schema or {}
+    assert schema["properties"]["status"]["enum"] == [
+        "empty",
+        "decided",
+        "approval recorded",
+        "declined",
+        "already answered",
+        "refused",
+    ]
+    assert schema["required"] == ["status"] and schema["additionalProperties"] is False
+    assert tool.input_schema["properties"]["wait_s"]["maximum"] == 300

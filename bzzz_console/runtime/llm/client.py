@@ -363,10 +363,14 @@ def _to_result(
 
 
 def estimate_usage(sent: Sequence[ChatMessage], content: str | None, calls: Sequence[ToolCall]) -> Usage:
-    """Tokens of a call whose server reported none: ~4 characters a token (OpenAI's rule of thumb for English;
+    """Tokens of a call whose server reported none, by the runtime's one estimate from text (``estimate_tokens``:
     no tokenizer of the server's model is at hand), plus a few per message for the chat template."""
-    prompt = sum(
-        len(m.content or "") + sum(len(c.arguments) + len(c.name) for c in m.tool_calls) for m in sent
+    from bzzz_console.runtime.llm.prompts import estimate_tokens
+
+    def of(text: str | None, tool_calls: Sequence[ToolCall]) -> int:
+        return estimate_tokens((text or "") + "".join(c.name + c.arguments for c in tool_calls))
+
+    return Usage(
+        prompt_tokens=sum(of(m.content, m.tool_calls) + 4 for m in sent),
+        completion_tokens=of(content, calls),
     )
-    completion = len(content or "") + sum(len(c.arguments) + len(c.name) for c in calls)
-    return Usage(prompt_tokens=(prompt + 3) // 4 + 4 * len(sent), completion_tokens=(completion + 3) // 4)

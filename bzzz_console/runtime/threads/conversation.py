@@ -313,6 +313,8 @@ class Conversations(TurnTaking, Membership):
         decision: DecisionRow | None,
         vote: Vote | None,
     ) -> None:
+        for key in [k for k in self.watches if k[1] == thread.id]:  # kept while the thread runs, no longer
+            del self.watches[key]
         message_type = MessageType.DECISION if decision is not None else MessageType.SUMMARY
         closing = {"author": SYSTEM_AUTHOR, "role": "system", "type": message_type.value, "content": summary}
         episodes = make_episodes(thread, outcome, summary, vote)

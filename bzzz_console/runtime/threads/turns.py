@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 
 from bzzz_console.domain import events as ev
 from bzzz_console.domain.state import Agent, ThreadState
-from bzzz_console.domain.threads import MessageType, ThreadMessage, ThreadStatus, Vote, tally
+from bzzz_console.domain.threads import ThreadStatus, Vote, tally
 from bzzz_console.runtime.threads.agent_turn import AgentTurn
 from bzzz_console.store.errors import driver_detail, driver_error
 
@@ -24,19 +24,7 @@ class TurnTaking(AgentTurn):
     threads: dict[str, ThreadState]
     _drivers: dict[str, asyncio.Task[None]]
 
-    # provided by Conversations
-    async def post_from_agent(
-        self,
-        agent_id: str,
-        thread_id: str,
-        type: MessageType,
-        text: str,
-        *,
-        reply_to: str | None = None,
-        ends_turn: bool = False,
-    ) -> ThreadMessage:
-        raise NotImplementedError
-
+    # provided by Conversations (post_from_agent is declared by AgentTurn)
     def _close_on_consensus(self, thread: ThreadState, vote: Vote) -> None:
         raise NotImplementedError
 
