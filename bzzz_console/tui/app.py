@@ -52,6 +52,9 @@ class BzzzApp(OperatorIntent):
         readonly: bool = False,
         runtime: Runtime | None = None,
         mcp_port: int | None = None,
+        shared_runtime: bool = False,
+        operator: str | None = None,
+        surface: str = "console",
     ) -> None:
         super().__init__()
         self.settings = settings
@@ -60,8 +63,11 @@ class BzzzApp(OperatorIntent):
         self.readonly = readonly or settings.security.readonly
         from bzzz_console.domain.principals import os_user
 
-        self.operator = os_user()  # what decisions record; escalation.operator is only a label beside it
-        self.operator_label = settings.escalation.operator
+        self.operator = operator or os_user()  # what decisions record; escalation.operator is only a label
+        self.operator_label = settings.escalation.operator if operator is None else ""
+        self.surface = surface  # where decisions are made: "console", or "browser <token id>" under serve
+        self.shared_runtime = shared_runtime
+        """The runtime is started and closed by its owner (``serve``): this app is one view onto it."""
         self.view = FleetView()
         self._dashboard_behind: set[str] = set()
         """Panes whose events arrived while another screen was shown."""
@@ -69,6 +75,7 @@ class BzzzApp(OperatorIntent):
         self.rt: Runtime | None = runtime
         self._pump: asyncio.Task[None] | None = None
         self._boot: asyncio.Task[None] | None = None
+        self._events: Subscription | None = None
         self.failed: str | None = None
         self.mcp_port = mcp_port
         self._mcp: Any = None
@@ -105,8 +112,9 @@ class BzzzApp(OperatorIntent):
                 self.rt = make_runtime(
                     self.settings, force_demo=self.demo, readonly=self.readonly, store=store
                 )
-            events = self.rt.bus.subscribe(maxsize=200_000)
-            await self.rt.start()
+            events = self._events = self.rt.bus.subscribe(maxsize=200_000)
+            if not self.shared_runtime:
+                await self.rt.start()
             await asyncio.to_thread(self.view.load, self.rt)
             self._starting("")
             self._refresh({"agents", "threads", "escalations", "spend", "status"})
@@ -155,6 +163,10 @@ class BzzzApp(OperatorIntent):
                 await self._pump
         if self.rt is not None:
             rt, self.rt = self.rt, None
+            if self.shared_runtime:  # one browser session closing leaves the fleet to the others
+                if self._events is not None:
+                    self._events.close()
+                return
             with contextlib.suppress(Exception):
                 await rt.close("console closed")
 

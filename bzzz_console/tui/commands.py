@@ -104,6 +104,7 @@ class OperatorIntent(App[int]):
     failed: str | None
     operator: str
     operator_label: str
+    surface: str
     view: FleetView
 
     def _refuse(self, what: str) -> bool:
@@ -127,7 +128,7 @@ class OperatorIntent(App[int]):
             return None
 
     async def decide(self, command: cmd.Decision) -> bool:
-        row = await self.submit(replace(command, surface=command.surface or "console"), "decide")
+        row = await self.submit(replace(command, surface=command.surface or self.surface), "decide")
         if row is None:
             return False
         if row.state == "open":  # the two-person rule: recorded, and a second operator has to confirm it
