@@ -43,6 +43,7 @@ def _register_ops() -> None:
     from bzzz_console.cli.db import db_upgrade
     from bzzz_console.cli.mcp import mcp_app
     from bzzz_console.cli.ops import escalations_app
+    from bzzz_console.cli.serve import serve
     from bzzz_console.cli.status import spend, status
 
     app.add_typer(escalations_app, name="escalations")
@@ -52,6 +53,7 @@ def _register_ops() -> None:
     app.add_typer(mcp_app, name="mcp")
     app.command("spend")(spend)
     app.command("status")(status)
+    app.command("serve")(serve)
 
 
 def _register_keys() -> None:

@@ -151,15 +151,15 @@ class Runtime(Scheduling, Fleet):
             self.settings, self.store, self.bus, self.node_id
         )  # subscribes before anything audited is published
         self.audit.start()
-        self.publish(
-            ev.RuntimeStarted(
-                node=self.node_id,
-                database=self.store.display_url,
-                provider="no model calls (watching)" if self.readonly else self.provider.label,
-                demo=self.provider.is_demo and not self.readonly,
-                agents=0 if self.readonly else sum(self.settings.runtime.fleet.values()),
-            )
+        self.started_as = ev.RuntimeStarted(
+            node=self.node_id,
+            database=self.store.display_url,
+            provider="no model calls (watching)" if self.readonly else self.provider.label,
+            demo=self.provider.is_demo and not self.readonly,
+            agents=0 if self.readonly else sum(self.settings.runtime.fleet.values()),
         )
+        """What a view that opens later (a browser session under serve) shows on its status line."""
+        self.publish(self.started_as)
         self.budgets.load()
         self.episodes = EpisodeCache(self.store)
         if self.readonly:
