@@ -154,6 +154,14 @@ async def test_browser_sessions_are_views_onto_the_one_runtime(tmp_path: Path, e
             await eventually(lambda: all(a.view.status.running for a in apps), "both views ready")
             assert all(a.rt is server.runtime and a.shared_runtime for a in apps)
             assert apps[1].size.width == 80  # each session has its own terminal size
+            assert bob.ws is not None  # what a broken or hostile page sends is dropped, the session goes on
+            for junk in ("not json", "[]", "{}", '["stdin"]', '["stdin", 42]', '["resize", "big"]', "[null]"):
+                await bob.ws.send_str(junk)
+            await bob.ws.send_str(json.dumps(["resize", {"width": 10**9, "height": -5}]))
+            since = len(bob.received)
+            await bob.keys("?")
+            await bob.shows("help", since)
+            await bob.keys("\x1b")
             await bob.keys("\x11")  # ctrl+q closes bob's session, not the fleet
             await eventually(lambda: len(server.sessions) == 1, "bob's session to end")
             assert server.runtime.store is not None and all(a.state.value for a in server.runtime.agents.values())

@@ -109,7 +109,7 @@ class ConsoleServer:
         signed_in: SignedIn = request[OPERATOR]
         page = self._page.substitute(
             static="/static/",
-            ws_url=f"ws://{request.host}/ws",
+            ws_url=f"{'wss' if request.secure else 'ws'}://{request.host}/ws",
             title=f"bzzz-console · {inert_line(signed_in.operator, 64)}".replace("<", "&lt;"),
             font_size=clamp(request.query.get("fontsize"), 16, 6, 64),
         )
