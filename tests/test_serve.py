@@ -168,6 +168,9 @@ async def test_browser_sessions_are_views_onto_the_one_runtime(tmp_path: Path, e
             since = len(alice.received)
             await alice.keys("?")  # alice's console goes on
             await alice.shows("help", since)
+            await server.stop()  # the server stopping ends the sessions still open, and says so to the page
+            await eventually(lambda: alice.ws is not None and alice.ws.closed, "alice's page told")
+            assert not server.sessions
         finally:
             await alice.close()
             await bob.close()
