@@ -17,6 +17,7 @@ from typing import Any
 
 import aiohttp
 import pytest
+from helpers import eventually
 from test_tui import copy_of
 from test_tui import escalated_db as escalated_db
 
@@ -27,7 +28,6 @@ from bzzz_console.tui.escalation_screen import EscalationScreen
 from bzzz_console.tui.web.gate import COOKIE
 from bzzz_console.tui.web.server import ConsoleServer
 from bzzz_console.tui.web.session import BrowserApp
-from helpers import eventually
 
 ANSI = re.compile(r"\x1b(\[[0-9;?<>=$]*[ -/]*[@-~]|\][^\x07]*\x07|[()][0-9A-Za-z]|[=>])")
 
@@ -90,7 +90,9 @@ def app_of(server: ConsoleServer, operator: str) -> BrowserApp:
     return app
 
 
-async def test_every_page_file_and_websocket_needs_an_operator_token(tmp_path: Path, escalated_db: Path) -> None:
+async def test_every_page_file_and_websocket_needs_an_operator_token(
+    tmp_path: Path, escalated_db: Path
+) -> None:
     settings = copy_of(escalated_db, tmp_path)
     book = TokenBook(settings.resolved_data_dir())
     agent_token, _ = book.issue("agent", "scout")
@@ -109,7 +111,7 @@ async def test_every_page_file_and_websocket_needs_an_operator_token(tmp_path: P
             cookie = signed.headers["Set-Cookie"]
             assert f"{COOKIE}=" in cookie and "HttpOnly" in cookie and "SameSite=Strict" in cookie
             async with tab.http.get(server.url) as page:
-                assert page.status == 200 and f'ws://127.0.0.1:{server.port}/ws' in await page.text()
+                assert page.status == 200 and f"ws://127.0.0.1:{server.port}/ws" in await page.text()
             async with tab.http.get(server.url + "static/js/textual.js") as script:
                 assert script.status == 200
             with pytest.raises(aiohttp.WSServerHandshakeError) as refused:  # another site's page
@@ -164,7 +166,9 @@ async def test_browser_sessions_are_views_onto_the_one_runtime(tmp_path: Path, e
             await bob.keys("\x1b")
             await bob.keys("\x11")  # ctrl+q closes bob's session, not the fleet
             await eventually(lambda: len(server.sessions) == 1, "bob's session to end")
-            assert server.runtime.store is not None and all(a.state.value for a in server.runtime.agents.values())
+            assert server.runtime.store is not None and all(
+                a.state.value for a in server.runtime.agents.values()
+            )
             since = len(alice.received)
             await alice.keys("?")  # alice's console goes on
             await alice.shows("help", since)
@@ -206,7 +210,9 @@ async def test_two_operators_see_each_other_and_the_second_answer_is_refused(
             assert all(isinstance(s, EscalationScreen) for s in screens)
             await alice.keys("A")
             await bob.keys("A")  # both confirmations are open; alice says yes first
-            await eventually(lambda: all(type(app_of(server, n).screen).__name__ == "Confirm" for n in notices), "")
+            await eventually(
+                lambda: all(type(app_of(server, n).screen).__name__ == "Confirm" for n in notices), ""
+            )
             await alice.keys("Y")
             await eventually(lambda: server.runtime.store.get_escalation(waiting.id).state == "answered", "")
             await bob.keys("Y")
@@ -216,7 +222,10 @@ async def test_two_operators_see_each_other_and_the_second_answer_is_refused(
             )
             row = server.runtime.store.get_escalation(waiting.id)
             assert row is not None and row.answered_by == "alice" and row.decision is not None
-            assert row.decision["surface"] == f"browser token {server.gate.sign_in(server.gate.link_token).token_id}"  # type: ignore[union-attr]
+            assert (
+                row.decision["surface"]
+                == f"browser token {server.gate.sign_in(server.gate.link_token).token_id}"
+            )  # type: ignore[union-attr]
             answered = [
                 r for r in server.runtime.store.audit_rows() if waiting.id in r.data and "answer" in r.type
             ]

@@ -24,7 +24,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
 from helpers import BIN, cli_env, wait_until
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
@@ -89,13 +88,19 @@ def served(tmp_path: Path) -> Iterator[tuple[str, str, Path]]:
     common = ["--config", str(config)]
     issued = subprocess.run(
         [str(BIN), "mcp", "token", "--operator", "--name", "bob", *common],
-        env=env, capture_output=True, text=True, timeout=60,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
     assert issued.returncode == 0, issued.stderr
     bob = issued.stdout.strip()
     server = subprocess.Popen(
         [str(BIN), "serve", "--demo", "--port", "0", "--name", "alice", "--db", f"sqlite:///{db}", *common],
-        env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
     )
     try:
         assert server.stdout is not None
@@ -119,7 +124,8 @@ def escalations(db: Path) -> list[dict[str, Any]]:
         except sqlite3.OperationalError:  # not migrated yet
             return []
     return [
-        {"id": i, "state": s, "decision": json.loads(d) if d else None, "answered_by": by} for i, s, d, by in rows
+        {"id": i, "state": s, "decision": json.loads(d) if d else None, "answered_by": by}
+        for i, s, d, by in rows
     ]
 
 
@@ -188,7 +194,10 @@ def test_the_console_in_a_real_browser_two_operators_one_decision(
     assert row["decision"]["surface"].startswith("browser token link-")
     shown = subprocess.run(
         [str(BIN), "escalations", "show", waiting["id"], "--json", "--db", f"sqlite:///{db}"],
-        env=cli_env(tmp_path), capture_output=True, text=True, timeout=60,
+        env=cli_env(tmp_path),
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
     assert shown.returncode == 0, shown.stderr
     assert '"surface": "browser token link-' in shown.stdout and shown.stdout.count('"kind": "approve"') == 1

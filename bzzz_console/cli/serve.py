@@ -14,7 +14,9 @@ def serve(
     port: Annotated[int, typer.Option("--port", help="TCP port (0: any free one).", min=0, max=65535)] = 8080,
     host: Annotated[
         str,
-        typer.Option("--host", help="Address to bind (default loopback; anything else is reachable by others)."),
+        typer.Option(
+            "--host", help="Address to bind (default loopback; anything else is reachable by others)."
+        ),
     ] = "127.0.0.1",
     name: Annotated[
         str | None,
@@ -74,4 +76,3 @@ def serve(
         except OSError as exc:  # the port is taken, or the address is not this machine's
             common.fail(f"cannot serve on {host}:{port}: {exc.strerror or exc}", 2)
         raise typer.Exit(code)
-

@@ -126,7 +126,7 @@ class ConsoleServer:
         self.presence.apps[session.id] = app
         log.info("browser session %s opened by %s", session.id, signed_in.operator)
         running = asyncio.create_task(app.run_async(size=size))
-        running.add_done_callback(lambda _: asyncio.ensure_future(websocket.close()))
+        running.add_done_callback(lambda _: session.pending.add(asyncio.ensure_future(websocket.close())))
         try:
             async for message in websocket:
                 if message.type != WSMsgType.TEXT:
@@ -158,7 +158,9 @@ class ConsoleServer:
             return
         driver = session.driver
         if kind == "ping" and len(envelope) > 1:
-            asyncio.ensure_future(websocket.send_json(["pong", envelope[1]]))
+            pong = asyncio.ensure_future(websocket.send_json(["pong", envelope[1]]))
+            session.pending.add(pong)  # held until sent: the loop keeps only weak references to tasks
+            pong.add_done_callback(session.pending.discard)
         if driver is None:
             return
         if kind == "stdin" and len(envelope) > 1 and isinstance(envelope[1], str):

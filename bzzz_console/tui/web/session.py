@@ -4,6 +4,7 @@ the node's one runtime; and who is looking at which escalation, so operators see
 
 from __future__ import annotations
 
+import asyncio
 import secrets
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -26,6 +27,8 @@ class BrowserSession:
     send: Callable[[bytes], Awaitable[Any]]
     id: str = field(default_factory=lambda: secrets.token_hex(4))
     driver: SessionDriver | None = None
+    pending: set[asyncio.Future[Any]] = field(default_factory=set)
+    """Sends to the page under way (a pong, the closing frame)."""
 
     @property
     def surface(self) -> str:
