@@ -10,11 +10,12 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import VerticalScroll
 from textual.screen import Screen
-from textual.widgets import Footer, Static
+from textual.widgets import Static
 
 from bzzz_console.domain.text import inert_line as one
 from bzzz_console.domain.text import usd
 from bzzz_console.resources import screens_dir
+from bzzz_console.tui.panels import KeysFooter
 from bzzz_console.tui.tables import REMOTE_GLYPH, STATE_STYLE, THREAD_STYLE
 
 if TYPE_CHECKING:
@@ -47,7 +48,7 @@ class AgentScreen(Screen[None]):
             yield Static(id="agent-head")
             yield Static(id="agent-detail")
             yield Static(id="agent-history")
-        yield Footer()
+        yield KeysFooter()
 
     def on_mount(self) -> None:
         self.refresh_agent()

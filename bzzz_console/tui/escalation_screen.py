@@ -17,7 +17,7 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import VerticalScroll
 from textual.screen import Screen
-from textual.widgets import Footer, Static
+from textual.widgets import Static
 
 from bzzz_console.domain import commands as cmd
 from bzzz_console.domain.decisions import failure_note
@@ -26,6 +26,7 @@ from bzzz_console.domain.text import inert_line as one
 from bzzz_console.resources import screens_dir
 from bzzz_console.tui import clock
 from bzzz_console.tui.modals import AskText, Confirm, Pick
+from bzzz_console.tui.panels import KeysFooter
 from bzzz_console.tui.tables import PRIORITY_STYLE, STATE_STYLE, countdown, short_peer
 
 if TYPE_CHECKING:
@@ -94,7 +95,7 @@ class EscalationScreen(Screen[None]):
             yield Static(id="escalation-head")
             yield Static(id="escalation-context")
         yield Static(id="escalation-keys")
-        yield Footer()
+        yield KeysFooter()
 
     def on_mount(self) -> None:
         self.refresh_escalation()

@@ -17,11 +17,12 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Grid
 from textual.screen import Screen
-from textual.widgets import DataTable, Footer, Static
+from textual.widgets import DataTable, Static
 
 from bzzz_console.domain.text import inert, inert_line
 from bzzz_console.resources import screens_dir
 from bzzz_console.tui.dashboard import Pane
+from bzzz_console.tui.panels import KeysFooter
 from bzzz_console.tui.tables import cell, short_peer
 
 if TYPE_CHECKING:
@@ -213,7 +214,7 @@ class NetworkScreen(Screen[None]):
             yield Pane("Received by type", SnapshotTable("type", "count", id="types"), id="types-pane")
             messages = SnapshotTable("type", "from", "summary", id="messages")
             yield Pane("Messages agents do not act on", messages, id="messages-pane")
-        yield Footer()
+        yield KeysFooter()
 
     def on_mount(self) -> None:
         self.refresh_network()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from rich.cells import cell_len
 from rich.text import Text
 from textual.app import ComposeResult
 from textual.containers import Vertical
@@ -174,23 +175,43 @@ class SpendPanel(Vertical):
 
 
 class KeysFooter(Footer):
-    """One row of key hints that always starts with help and quit (Textual's footer lists the app's keys last,
-    and a narrow terminal cut them); compact, and without the palette key below 100 columns (``?`` lists it)."""
+    """The footer of every screen: one row of key hints that always starts with help and quit (Textual's footer
+    lists the app's keys last, and a narrow terminal cut them, or the palette key docked on the right covered
+    them); compact, and without the palette key below 100 columns (``?`` lists it). A hint that would not fit
+    whole is left out rather than cut (``?`` lists every key of the screen)."""
 
     FIRST = ("help", "app.help", "quit", "app.quit")
+    PALETTE_FROM = 100
+    """Columns from which the palette key is shown: at 80 it would take 12 of them and cover the last hints."""
 
     def __init__(self) -> None:
         super().__init__(compact=True)
+        self._composed_width = 0
 
     def compose(self) -> ComposeResult:
-        self.show_command_palette = self.app.size.width >= 100
+        width = self._composed_width = self.app.size.width
+        self.show_command_palette = width >= self.PALETTE_FROM
         keys = list(super().compose())
         first = sorted(
             (k for k in keys if isinstance(k, FooterKey) and k.action in self.FIRST),
             key=lambda k: self.FIRST.index(k.action),
         )
-        yield from first + [k for k in keys if k not in first]
+        palette = [k for k in keys if isinstance(k, FooterKey) and "-command-palette" in k.classes]
+        room = width - sum(hint_width(k) + 2 for k in palette)  # docked right, with its border and padding
+        for key in first + [k for k in keys if k not in first and k not in palette]:
+            room -= hint_width(key) if isinstance(key, FooterKey) else 0
+            if room < -1:  # the last hint's margin may fall off the edge; its text may not
+                break
+            yield key
+        yield from palette
 
     def on_resize(self) -> None:
-        if self.show_command_palette != (self.app.size.width >= 100):
+        # which hints fit whole depends on the width: compose again for the new one
+        if self._composed_width != self.app.size.width:
             self.call_after_refresh(self.recompose)
+
+
+def hint_width(key: FooterKey) -> int:
+    """The cells a compact footer hint takes: ``^q quit`` and the margin after it."""
+    described = 1 + cell_len(key.description) if key.description else 0
+    return cell_len(key.key_display) + described + 1

@@ -10,11 +10,12 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal
 from textual.screen import Screen
-from textual.widgets import Footer, Input, ListItem, ListView, Static
+from textual.widgets import Input, ListItem, ListView, Static
 
 from bzzz_console.domain.text import inert, inert_line, usd
 from bzzz_console.resources import screens_dir
 from bzzz_console.tui.modals import Confirm
+from bzzz_console.tui.panels import KeysFooter
 from bzzz_console.tui.tables import STATE_STYLE
 from bzzz_console.tui.view_rows import MessageView
 
@@ -87,7 +88,7 @@ class ThreadScreen(Screen[None]):
             yield ListView(id="transcript")
             yield Static(id="participants")
         yield Input(placeholder="message to the agents as a human (enter sends, esc leaves)", id="post")
-        yield Footer()
+        yield KeysFooter()
 
     def on_mount(self) -> None:
         self.query_one("#post", Input).display = False
