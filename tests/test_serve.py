@@ -152,6 +152,8 @@ async def test_browser_sessions_are_views_onto_the_one_runtime(tmp_path: Path, e
             await bob.open(80, 24)
             await alice.shows("Escalations")
             await bob.shows("Escalations")
+            await alice.shows("bzzz-console  ▸ alice ▸")  # each sees whose name its decisions carry
+            await bob.shows("bzzz-console  ▸ bob ▸")
             apps = [app_of(server, "alice"), app_of(server, "bob")]
             await eventually(lambda: all(a.view.status.running for a in apps), "both views ready")
             assert all(a.rt is server.runtime and a.shared_runtime for a in apps)

@@ -97,6 +97,8 @@ def status_text(view: FleetView) -> Text:
     text.append(" bzzz-console ", style="bold reverse")
     if status.readonly:
         text.append(" READ-ONLY ", style="bold white on red")
+    if status.signed_in:  # a browser session: whose name its decisions carry
+        text.append(f" ▸ {inert_line(status.signed_in, 64)}", style="bold cyan")
     waiting = len(view.open_escalations())
     if waiting:
         text.append(f" ▸ {waiting} escalation{'s' if waiting > 1 else ''} waiting", style="bold magenta")

@@ -126,5 +126,7 @@ class StatusView:
     running: bool = False
     mcp: str = ""
     """The MCP HTTP endpoint this console serves, if any."""
+    signed_in: str = ""
+    """Under ``serve``: the operator this browser session decides as (a terminal console leaves it empty)."""
     peer_id: str = ""
     """This node's peer id once its P2P node runs (networking on), else empty."""

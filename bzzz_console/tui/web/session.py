@@ -92,7 +92,7 @@ class BrowserApp(BzzzApp):
         self.driver_class = SessionDriver
         self.session = session
         self.presence = presence
-        self.sub_title = f"operator {session.operator}"
+        self.view.status.signed_in = session.operator
 
     # the escalation screen calls these (a terminal console has no other viewers, so it has none of them)
     def viewing(self, escalation_id: str, on: bool) -> None:
