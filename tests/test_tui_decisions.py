@@ -309,7 +309,9 @@ async def test_answered_elsewhere_while_a_reply_is_typed(tmp_path: Path, escalat
         await c.until(lambda: any("Answered elsewhere" in n for n in c.notices), "a toast over the dialog")
         assert screen.offered == {}
         await c.press("enter")
-        await c.until(lambda: any("closed meanwhile" in n for n in c.notices), "nothing was decided")
+        await c.until(
+            lambda: any("already answered (reject by bob)" in n for n in c.notices), "who answered, not applied"
+        )
         assert c.app.screen is screen
         row = c.rt.store.get_escalation(esc.id)
         assert row is not None and row.answered_by == "bob" and row.decision is not None

@@ -98,7 +98,15 @@ class EscalationScreen(Screen[None]):
         yield KeysFooter()
 
     def on_mount(self) -> None:
+        self._presence(True)  # served in a browser: the other operators see who is looking at it
         self.refresh_escalation()
+
+    def on_unmount(self) -> None:
+        self._presence(False)
+
+    def _presence(self, on: bool) -> None:
+        if (viewing := getattr(self.app, "viewing", None)) is not None:
+            viewing(self.escalation_id, on)
 
     # -- what can be decided --------------------------------------------------------------------------------
     def _offer(self, e: EscalationView) -> dict[str, list[str]]:
@@ -175,6 +183,9 @@ class EscalationScreen(Screen[None]):
             head.append(f" · decided: {one(e.decision)}", style="green")
         elif e.approvals:
             head.append(f" · waiting for a second operator: {one(e.approvals)}", style="bold yellow")
+        others: list[str] = getattr(self.app, "others_viewing", lambda _: [])(self.escalation_id)
+        if others:  # served in a browser: the other operators with this escalation open
+            head.append(f"\nalso viewing: {one(', '.join(others))}", style="bold cyan")
         read_only = e.context.get("read_only")
         if read_only:  # a Go BZZZ node's: shown to be read, nothing can be sent back
             node = short_peer(str(e.context.get("node", "")))
@@ -310,8 +321,10 @@ class EscalationScreen(Screen[None]):
                 return
             now = self.bzzz.view.escalations.get(self.escalation_id)
             if now is None or not waiting(now):
-                self.notify(
-                    f"{self.escalation_id} was closed meanwhile: nothing was decided", severity="warning"
+                self.notify(  # answered on another surface while this one was asking: say by whom
+                    f"{self.escalation_id} is already {now.state if now else 'gone'}"
+                    f"{f' ({now.decision})' if now and now.decision else ''}: a decision is applied once",
+                    severity="warning",
                 )
                 return
             self._decided_here = True
