@@ -1,6 +1,7 @@
 """The ``bzzz-console`` command line: thin typer commands that hand off to plain functions.
 
-Heavy libraries (openai, sqlmodel, textual …) are imported inside the commands that need them, so ``--help``
+``main.py`` is the entry point: the plain console launch skips this module (``launch.py``), everything else runs
+here. Heavy libraries (openai, sqlmodel, textual …) are imported inside the commands that need them, so ``--help``
 and ``--version`` answer at once. ``--json`` output is exactly one JSON document on stdout; messages go to stderr.
 """
 
@@ -18,6 +19,7 @@ import typer
 from bzzz_console import __version__
 from bzzz_console.cli import common
 from bzzz_console.cli.common import ConfigOption, DbOption, JsonOption
+from bzzz_console.cli.launch import p2p_overrides
 
 app = typer.Typer(
     name="bzzz-console",
@@ -90,16 +92,6 @@ PeerOption = Annotated[
 ]
 
 
-def _p2p_overrides(listen: list[str] | None, peer: list[str] | None) -> dict[str, Any]:
-    """--listen / --peer turn networking on (settings: [p2p])."""
-    out: dict[str, Any] = {}
-    if listen:
-        out.update(p2p__enabled=True, p2p__listen=listen)
-    if peer:
-        out.update(p2p__enabled=True, p2p__peers=peer)
-    return out
-
-
 McpPortOption = Annotated[
     int | None,
     typer.Option("--mcp-port", help="Also serve MCP over HTTP on 127.0.0.1:PORT.", min=1, max=65535),
@@ -123,7 +115,7 @@ def root(
 ) -> None:
     """Without a command: open the operator console (the demo model plays the team when no API key is set)."""
     if ctx.invoked_subcommand is None:
-        p2p = _p2p_overrides(listen, peer)
+        p2p = p2p_overrides(listen, peer)
         _console(demo=demo, readonly=readonly, seed=seed, db=db, config=config, mcp_port=mcp_port, p2p=p2p)
 
 
@@ -137,19 +129,14 @@ def _console(
     mcp_port: int | None = None,
     p2p: dict[str, Any] | None = None,
 ) -> NoReturn:
-    from bzzz_console.logs import configure_logging
+    """The console with its settings read first (``launch.py`` is the plain launch's quicker way)."""
+    from bzzz_console.cli.launch import prepare, warn
 
     with common.errors():
-        settings = common.read_settings(config, db, demo__seed=seed, **(p2p or {}))
-        configure_logging(settings)  # before mcp/uvicorn can install a handler that writes into the TUI
-        from bzzz_console.cli.db import check_before_console
-
-        check_before_console(settings)  # cheap; migrations and the demo's tasks come after the first paint
+        settings = prepare(config, db, seed, p2p or {})
+        warn(settings)
         from bzzz_console.tui.app import BzzzApp
-        from bzzz_console.tui.help_screen import config_warnings
 
-        for line in config_warnings(settings, BzzzApp.BINDINGS):  # [console] mistakes: also toasts
-            typer.echo(f"warning: {line}", err=True)
         app_ = BzzzApp(settings, demo=demo, demo_tasks=demo, readonly=readonly, mcp_port=mcp_port)
         code = app_.run()
         raise typer.Exit(code if isinstance(code, int) else app_.return_code or 0)
@@ -173,7 +160,7 @@ def run(
     config: ConfigOption = None,
 ) -> None:
     """Run the agent runtime: the console, or --headless with JSON events on stdout."""
-    p2p = _p2p_overrides(listen, peer)
+    p2p = p2p_overrides(listen, peer)
     if not headless:
         _console(demo=demo, readonly=readonly, seed=seed, db=db, config=config, mcp_port=mcp_port, p2p=p2p)
     from bzzz_console.logs import configure_logging
@@ -305,13 +292,5 @@ def config_show(config: ConfigOption = None, as_json: JsonOption = False) -> Non
             typer.echo(describe_settings(settings))
 
 
-def main() -> None:
-    app()
-
-
 _register_ops()
 _register_keys()
-
-
-if __name__ == "__main__":
-    main()

@@ -1,34 +1,35 @@
 """The operator console: a Textual app that runs the agent runtime in-process on its own event loop.
 
-The first frame paints before any heavy library is imported; the runtime (sqlmodel, openai …) is imported in a
-thread and started right after. One task drains the event bus in windows of ``console.refresh_ms`` and tells
-the visible screen which parts changed, so a burst of events costs one repaint.
+The first frame paints before any heavy library is imported (the plain launch even reads its settings later);
+the runtime (sqlmodel, openai …) is imported in a thread and started right after. One task drains the event
+bus in windows of ``console.refresh_ms`` and tells the visible screen which parts changed: one repaint a burst.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import importlib
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from textual.app import App
 from textual.binding import Binding
 from textual.notifications import SeverityLevel
 
-from bzzz_console.config import Settings
+from bzzz_console.domain.principals import os_user
 from bzzz_console.domain.text import inert, inert_line
 from bzzz_console.resources import screens_dir
 from bzzz_console.tui.commands import FleetCommands, OperatorIntent
-from bzzz_console.tui.dashboard import DashboardScreen
+from bzzz_console.tui.dashboard import STARTING, DashboardScreen
+from bzzz_console.tui.help_screen import warn_config  # [console] mistakes: toasts (and the CLI's stderr)
 from bzzz_console.tui.view import FleetView
 
-STARTING = "starting…"  # what the panes say between the first paint and the runtime being ready
-
 if TYPE_CHECKING:
+    from bzzz_console.config import Settings
     from bzzz_console.domain.bus import Subscription
     from bzzz_console.runtime.runtime import Runtime
 
@@ -45,7 +46,7 @@ class BzzzApp(OperatorIntent):
 
     def __init__(
         self,
-        settings: Settings,
+        settings: Settings | None,
         *,
         demo: bool = False,
         demo_tasks: bool = False,
@@ -55,53 +56,85 @@ class BzzzApp(OperatorIntent):
         shared_runtime: bool = False,
         operator: str | None = None,
         surface: str = "console",
+        settings_from: Callable[[], Settings] | None = None,
+        console_hint: Mapping[str, Any] | None = None,
     ) -> None:
+        """``settings`` None: ``settings_from`` reads them in a thread after the first frame (an error ends
+        the app, kept in ``start_error`` for the CLI); ``console_hint``: ``[console]`` as written, for its look."""
         super().__init__()
-        self.settings = settings
         self.demo = demo
         self.demo_tasks = demo_tasks  # --demo: an empty store gets the demo tasks, after the paint
-        self.readonly = readonly or settings.security.readonly
-        from bzzz_console.domain.principals import os_user
-
+        self.view = FleetView()
+        self._readonly_flag = self.readonly = self.view.status.readonly = readonly
         self.operator = operator or os_user()  # what decisions record; escalation.operator is only a label
-        self.operator_label = settings.escalation.operator if operator is None else ""
+        self._operator_given, self.operator_label = operator is not None, ""
+        self._settings_from, self._console_hint = settings_from, console_hint or {}
+        self.start_error: Exception | None = None
+        if settings is not None:
+            self._use(settings)
         self.surface = surface  # where decisions are made: "console", or "browser <token id>" under serve
         self.shared_runtime = shared_runtime
         """The runtime is started and closed by its owner (``serve``): this app is one view onto it."""
-        self.view = FleetView()
         self._dashboard_behind: set[str] = set()
         """Panes whose events arrived while another screen was shown."""
-        self.view.status.readonly = self.readonly
         self.rt: Runtime | None = runtime
         self._pump: asyncio.Task[None] | None = None
-        self._boot: asyncio.Task[None] | None = None
+        self._boot: asyncio.Task[None] | None = None  # reads the settings if it has to, starts the runtime
         self._events: Subscription | None = None
         self.failed: str | None = None
         self.mcp_port = mcp_port
         self._mcp: Any = None
 
     # -- start and stop -----------------------------------------------------------------------------------
+    def _use(self, settings: Settings) -> None:
+        self.settings = settings
+        self.readonly = self.view.status.readonly = self._readonly_flag or settings.security.readonly
+        self.operator_label = "" if self._operator_given else settings.escalation.operator
+
+    def _look(self, theme: object, keys: object) -> None:  # a hint's may be anything: what cannot be, is not
+        if isinstance(theme, str) and theme in self.available_themes and theme != self.theme:
+            self.theme = theme
+        if isinstance(keys, Mapping) and keys and all(isinstance(v, str) for v in keys.values()):
+            self.set_keymap(dict(keys))
+
+    def get_default_screen(self) -> DashboardScreen:  # not pushed in on_mount: one screen less to lay out
+        return DashboardScreen()  # its panes say STARTING in the first frame
+
     async def on_mount(self) -> None:
-        console = self.settings.console
-        if console.theme in self.available_themes:
-            self.theme = console.theme
-        if console.keys:
-            self.set_keymap(dict(console.keys))
-        await self.push_screen(DashboardScreen())
-        self._starting(STARTING)
+        if self._settings_from is None:
+            self._look(self.settings.console.theme, self.settings.console.keys)
+            self.call_after_refresh(warn_config, self)
+        else:
+            self._look(self._console_hint.get("theme"), self._console_hint.get("keys"))
         self.set_interval(1.0, self._tick)
         self.call_after_refresh(self._start)  # the first frame paints before the heavy imports
 
-    def _starting(self, note: str) -> None:
-        """What the dashboard's panes say (their subtitles) until the runtime is ready: STARTING, or why not."""
+    def _starting(self, note: str) -> None:  # the dashboard panes' subtitles: STARTING, or why not started
         for pane in self.screen.query("Pane"):
             if pane.border_subtitle in (None, "", STARTING):
                 pane.border_subtitle = note
 
     def _start(self) -> None:
+        if not gc.isenabled():  # cli/launch.py paints with the collector off; what start-up made lives on:
+            gc.freeze()  # frozen, it is not scanned again (nor at once, in a collection that delays the frame)
+            gc.enable()
         self._boot = asyncio.create_task(self._boot_runtime())
 
+    async def _read_settings(self, read: Callable[[], Settings]) -> bool:  # False: the app ends, CLI says why
+        try:
+            self._use(await asyncio.to_thread(read))
+        except Exception as exc:
+            self.start_error = exc
+            self.exit(2)
+            return False
+        self._look(self.settings.console.theme, self.settings.console.keys)
+        warn_config(self)
+        self._refresh({"status"})
+        return True
+
     async def _boot_runtime(self) -> None:
+        if self._settings_from is not None and not await self._read_settings(self._settings_from):
+            return
         try:
             await asyncio.to_thread(importlib.import_module, "bzzz_console.runtime.runtime")  # off the loop
             if self.rt is None:

@@ -11,20 +11,22 @@ from textual.containers import Horizontal, Vertical
 from textual.screen import Screen
 from textual.widgets import DataTable, Input
 
-from bzzz_console.tui.help_screen import warn_config
-from bzzz_console.tui.panels import KeysFooter, SpendPanel, StatusLine
+from bzzz_console.tui.panels import KeysFooter, SpendPanel, StatusLine, status_text
 from bzzz_console.tui.tables import AgentsTable, EscalationsTable, FleetTable, ThreadsTable
 
 if TYPE_CHECKING:
     from bzzz_console.tui.app import BzzzApp
 
+STARTING = "starting…"  # what the panes say between the first paint and the runtime being ready
+
 
 class Pane(Vertical):
     """A bordered pane with a title that can say how many rows it holds."""
 
-    def __init__(self, title: str, *children: object, **kwargs: object) -> None:
+    def __init__(self, title: str, *children: object, subtitle: str = "", **kwargs: object) -> None:
         super().__init__(*children, **kwargs)  # type: ignore[arg-type]
         self.border_title = title
+        self.border_subtitle = subtitle
 
 
 class DashboardScreen(Screen[None]):
@@ -49,21 +51,21 @@ class DashboardScreen(Screen[None]):
         return self.app  # type: ignore[return-value]
 
     def compose(self) -> ComposeResult:
-        yield StatusLine(id="status")
+        yield StatusLine(status_text(self.bzzz.view), id="status")  # in the first frame, not the one after
         with Vertical(id="dashboard"):
-            yield Pane("Escalations", EscalationsTable(id="escalations"), id="escalations-pane")
-            yield Pane("Agents", AgentsTable(id="agents"), id="agents-pane")
+            # composed once, as the app starts: "starting…" until its runtime is ready (BzzzApp._starting)
+            yield Pane(
+                "Escalations", EscalationsTable(id="escalations"), id="escalations-pane", subtitle=STARTING
+            )
+            yield Pane("Agents", AgentsTable(id="agents"), id="agents-pane", subtitle=STARTING)
             with Horizontal(id="lower"):
-                yield Pane("Threads", ThreadsTable(id="threads"), id="threads-pane")
-                yield Pane("Spend", SpendPanel(id="spend"), id="spend-pane")
+                yield Pane("Threads", ThreadsTable(id="threads"), id="threads-pane", subtitle=STARTING)
+                yield Pane("Spend", SpendPanel(id="spend"), id="spend-pane", subtitle=STARTING)
         yield Input(placeholder="filter the focused table (esc clears)", id="filter")
         yield KeysFooter()
 
     def on_mount(self) -> None:
         self.query_one("#filter", Input).display = False
-        if not getattr(self.app, "_config_checked", False):  # [console] mistakes: a toast each, once
-            self.app._config_checked = True  # type: ignore[attr-defined]
-            self.call_after_refresh(warn_config, self.app)
         self.query_one("#escalations", EscalationsTable).focus()
         self.refresh_panes({"agents", "threads", "escalations", "spend", "status"})
 
