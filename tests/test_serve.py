@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import json
 import re
+import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -143,6 +144,7 @@ async def test_a_revoked_token_ends_its_sign_in(tmp_path: Path, escalated_db: Pa
 async def test_browser_sessions_are_views_onto_the_one_runtime(tmp_path: Path, escalated_db: Path) -> None:
     settings = copy_of(escalated_db, tmp_path)
     token, _ = TokenBook(settings.resolved_data_dir()).issue("operator", "bob")
+    stdout, stderr = sys.stdout, sys.stderr
     async with served(settings) as server:
         alice, bob = Tab(server), Tab(server)
         try:
@@ -168,6 +170,9 @@ async def test_browser_sessions_are_views_onto_the_one_runtime(tmp_path: Path, e
             await bob.keys("\x1b")
             await bob.keys("\x11")  # ctrl+q closes bob's session, not the fleet
             await eventually(lambda: len(server.sessions) == 1, "bob's session to end")
+            assert (
+                sys.stdout is not stdout
+            )  # alice's app still holds the process's output (Textual's capture)
             assert server.runtime.store is not None and all(
                 a.state.value for a in server.runtime.agents.values()
             )
@@ -177,6 +182,7 @@ async def test_browser_sessions_are_views_onto_the_one_runtime(tmp_path: Path, e
             await server.stop()  # the server stopping ends the sessions still open, and says so to the page
             await eventually(lambda: alice.ws is not None and alice.ws.closed, "alice's page told")
             assert not server.sessions
+            assert (sys.stdout, sys.stderr) == (stdout, stderr)  # nothing printed later goes to a dead app
         finally:
             await alice.close()
             await bob.close()

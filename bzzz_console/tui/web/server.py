@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import sys
 from pathlib import Path
 from string import Template
 from typing import TYPE_CHECKING, Any
@@ -65,6 +66,7 @@ class ConsoleServer:
         self.sessions: dict[str, tuple[BrowserSession, BrowserApp]] = {}
         self._runner: web.AppRunner | None = None
         self._page = Template((screens_dir() / "serve.html").read_text(encoding="utf-8"))
+        self._stdout, self._stderr = sys.stdout, sys.stderr
 
     @property
     def url(self) -> str:
@@ -104,6 +106,13 @@ class ConsoleServer:
         if self._runner is not None:
             runner, self._runner = self._runner, None
             await runner.cleanup()
+        self._restore_output()
+
+    def _restore_output(self) -> None:
+        """Each app swaps sys.stdout/stderr for its own capture while it runs (Textual's redirect_stdout), and
+        apps that end out of order leave a finished one's capture in place: with no session left, the process's
+        own streams come back, so a later error or message is not swallowed."""
+        sys.stdout, sys.stderr = self._stdout, self._stderr
 
     async def handle_index(self, request: web.Request) -> web.Response:
         signed_in: SignedIn = request[OPERATOR]
@@ -146,6 +155,8 @@ class ConsoleServer:
             self.presence.leave_all(session)
             self.presence.apps.pop(session.id, None)
             self.sessions.pop(session.id, None)
+            if not self.sessions:
+                self._restore_output()
             log.info("browser session %s closed", session.id)
         return websocket
 
