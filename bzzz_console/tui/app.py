@@ -148,6 +148,8 @@ class BzzzApp(OperatorIntent):
             events = self._events = self.rt.bus.subscribe(maxsize=200_000)
             if not self.shared_runtime:
                 await self.rt.start()
+            elif (started := getattr(self.rt, "started_as", None)) is not None:
+                self.view.apply(started)  # it started before this view opened: its status line
             await asyncio.to_thread(self.view.load, self.rt)
             self._starting("")
             self._refresh({"agents", "threads", "escalations", "spend", "status"})
