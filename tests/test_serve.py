@@ -219,10 +219,14 @@ async def test_two_operators_see_each_other_and_the_second_answer_is_refused(
             await alice.keys("A")
             await bob.keys("A")  # both confirmations are open; alice says yes first
             await eventually(
-                lambda: all(type(app_of(server, n).screen).__name__ == "Confirm" for n in notices), ""
+                lambda: all(type(app_of(server, n).screen).__name__ == "Confirm" for n in notices),
+                "both confirmations open",
             )
             await alice.keys("Y")
-            await eventually(lambda: server.runtime.store.get_escalation(waiting.id).state == "answered", "")
+            await eventually(
+                lambda: server.runtime.store.get_escalation(waiting.id).state == "answered",
+                "alice's approval applied",
+            )
             await bob.keys("Y")
             await eventually(
                 lambda: any("already answered (approve by alice)" in n for n in notices["bob"]),

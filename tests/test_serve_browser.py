@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import shutil
 import sqlite3
 import subprocess
@@ -25,9 +24,9 @@ from typing import Any
 
 import pytest
 from helpers import BIN, cli_env, wait_until
+from test_serve import ANSI  # the escape sequences a terminal is sent, removed
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
-ANSI = re.compile(r"\x1b(\[[0-9;?<>=$]*[ -/]*[@-~]|\][^\x07]*\x07|[()][0-9A-Za-z]|[=>])")
 FLAGS = [  # as the machine's notes say: no sandbox as root, no GPU, nothing that reaches for the network
     "--no-sandbox",
     "--disable-gpu",
@@ -165,7 +164,8 @@ def test_the_console_in_a_real_browser_two_operators_one_decision(
             )
             for tab in (alice, bob):
                 tab.shows("1 open")
-                tab.page.click(".xterm-screen")
+                # keys go to xterm's input; a mouse click would land on (and open) whatever row is there
+                tab.page.focus("textarea.xterm-helper-textarea")
                 tab.press("e", "Enter")
                 tab.shows(f"{waiting['id']} · rule")
             alice.shows("also viewing: bob")

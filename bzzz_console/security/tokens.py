@@ -56,7 +56,7 @@ class TokenRecord:
         return data
 
 
-def _digest(token: str) -> str:
+def digest(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
 
@@ -106,7 +106,7 @@ class TokenBook:
         if match is None:
             return None
         for record in self.records():
-            if record.id == match.group(1) and hmac.compare_digest(record.sha256, _digest(token)):
+            if record.id == match.group(1) and hmac.compare_digest(record.sha256, digest(token)):
                 if not record.active:
                     return None
                 return Principal(record.kind, record.name, f"mcp token {record.id}"), record
@@ -137,7 +137,7 @@ class TokenBook:
                 raise TokenError(f"owner {owner!r} is not a usable operator name")
         token = f"bzzz_{secrets.token_hex(4)}_{secrets.token_urlsafe(32)}"
         record = TokenRecord(
-            id=token[5:13], kind=kind, name=name, sha256=_digest(token), created_at=_now(), owners=owners
+            id=token[5:13], kind=kind, name=name, sha256=digest(token), created_at=_now(), owners=owners
         )
         with self._locked() as records:
             records.append(record)

@@ -10,7 +10,6 @@ this server's own page (its Origin), so another site cannot drive a signed-in op
 
 from __future__ import annotations
 
-import hashlib
 import hmac
 import secrets
 from collections.abc import Awaitable, Callable
@@ -20,7 +19,7 @@ from urllib.parse import urlsplit
 
 from aiohttp import web
 
-from bzzz_console.security.tokens import TokenBook
+from bzzz_console.security.tokens import TokenBook, digest
 
 COOKIE = "bzzz_console_session"
 
@@ -41,7 +40,7 @@ class OperatorGate:
     def __init__(self, tokens: TokenBook, link_operator: str) -> None:
         self._tokens = tokens
         self.link_token = "bzzz_" + secrets.token_urlsafe(32)
-        self._link = SignedIn(link_operator, "link-" + _digest(self.link_token)[:8], None)
+        self._link = SignedIn(link_operator, "link-" + digest(self.link_token)[:8], None)
         self._cookies: dict[str, SignedIn] = {}
 
     def sign_in(self, token: str) -> SignedIn | web.Response:
@@ -116,7 +115,3 @@ def refusal(status: int, message: str) -> web.Response:
         f"<body><h1>bzzz-console</h1><p>{escape(message)}</p></body></html>"
     )
     return web.Response(status=status, text=page, content_type="text/html")
-
-
-def _digest(token: str) -> str:
-    return hashlib.sha256(token.encode()).hexdigest()

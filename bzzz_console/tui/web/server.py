@@ -13,6 +13,7 @@ import contextlib
 import json
 import logging
 import sys
+from html import escape
 from pathlib import Path
 from string import Template
 from typing import TYPE_CHECKING, Any
@@ -119,7 +120,7 @@ class ConsoleServer:
         page = self._page.substitute(
             static="/static/",
             ws_url=f"{'wss' if request.secure else 'ws'}://{request.host}/ws",
-            title=f"bzzz-console · {inert_line(signed_in.operator, 64)}".replace("<", "&lt;"),
+            title=escape(f"bzzz-console · {inert_line(signed_in.operator, 64)}"),
             font_size=clamp(request.query.get("fontsize"), 16, 6, 64),
         )
         return web.Response(text=page, content_type="text/html", headers={"Cache-Control": "no-store"})
